@@ -1,0 +1,24 @@
+"""Reversible, ODE-inspired deep networks (Chang et al., AAAI 2018) in PyTorch.
+
+The front door: ``create_model``, ``list_models``, the blocks, the network config, and the
+memory meter. Data, training and analysis live in ``core.data``, ``core.training`` and
+``core.analysis``.
+"""
+
+from core.blocks import (
+                         HamiltonianBlock,
+                         LeapfrogBlock,
+                         MidpointBlock,
+                         ResNetBlock,
+                         ReversibleBlock,
+                         RevNetBlock,
+)
+from core.memory import MEMORY_MODES, SavedTensorMeter
+from core.network import NetworkConfig, ReversibleNet
+from core.zoo import count_parameters, create_model, list_models, model_config
+
+__all__ = [
+    "MEMORY_MODES", "HamiltonianBlock", "LeapfrogBlock", "MidpointBlock", "NetworkConfig",
+    "ResNetBlock", "RevNetBlock", "ReversibleBlock", "ReversibleNet", "SavedTensorMeter",
+    "count_parameters", "create_model", "list_models", "model_config",
+]

@@ -1,0 +1,253 @@
+"""The network: stem -> stages of blocks -> transitions -> head, built from one config dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from core.blocks import (
+    HamiltonianBlock,
+    LeapfrogBlock,
+    MidpointBlock,
+    ResNetBlock,
+    RevNetBlock,
+    batch_norm,
+)
+from core.memory import check_memory_mode
+from core.reversible import ReversibleSegment, recompute_context
+
+FAMILIES: dict[str, type[nn.Module]] = {
+    "hamiltonian": HamiltonianBlock,
+    "midpoint": MidpointBlock,
+    "leapfrog": LeapfrogBlock,
+    "revnet": RevNetBlock,
+    "resnet": ResNetBlock,
+}
+REVERSIBLE_FAMILIES = ("hamiltonian", "midpoint", "leapfrog", "revnet")
+
+
+@dataclass
+class NetworkConfig:
+    """Everything that defines a network; ``dataclasses.asdict`` gives its JSON form."""
+
+    family: str = "hamiltonian"         # one of FAMILIES
+    blocks: tuple[int, ...] = (2, 2, 2)  # blocks per stage
+    widths: tuple[int, ...] = (16, 16, 32, 64)  # channels: stem, then one per stage (both halves)
+    h: float = 1.0                      # ODE step size of every block
+    in_channels: int = 3                # image channels (1 grey, 3 RGB)
+    num_classes: int = 10               # outputs of the linear head
+    dropout: float = 0.0                # dropout after each block activation (0 = none)
+    bn_eps: float = 1e-3                # PAPER.md recipe
+    bn_momentum: float = 0.1            # running-average momentum (paper: 0.01 for 80k steps)
+    prenorm: bool = True                # Hamiltonian: BN on each sub-step input (official code)
+    late_downsample: bool = True        # first block of stages 2.. runs at the previous width
+    memory: str = "standard"            # "standard" | "checkpoint" | "reversible"
+    anchor_every: int = 0               # reversible mode: keep every k-th block state (0 = off)
+    extra: dict = field(default_factory=dict, repr=False)  # reserved; must stay empty
+
+    def __post_init__(self) -> None:
+        self.blocks = tuple(self.blocks)
+        self.widths = tuple(self.widths)
+        self.validate()
+
+    @property
+    def paired(self) -> bool:
+        return self.family in REVERSIBLE_FAMILIES
+
+    @property
+    def depth(self) -> int:
+        """Weight layers: 4 convolutions per reversible block (2 per ResNet block), stem, head."""
+        return (4 if self.paired else 2) * sum(self.blocks) + 2
+
+    def validate(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown family {self.family!r}; choose one of {', '.join(FAMILIES)}")
+        if not self.blocks or any(not isinstance(n, int) or n < 1 for n in self.blocks):
+            raise ValueError(f"blocks={self.blocks!r}: every stage needs a whole number of blocks "
+                             ">= 1, e.g. blocks=(2, 2, 2)")
+        if len(self.widths) != len(self.blocks) + 1:
+            raise ValueError(f"widths={self.widths!r} must list the stem width and one width per "
+                             f"stage: {len(self.blocks) + 1} numbers for blocks={self.blocks!r}")
+        if any(not isinstance(w, int) or w < 1 for w in self.widths):
+            raise ValueError(f"widths={self.widths!r}: every width must be a positive integer")
+        if any(w2 < w1 for w1, w2 in zip(self.widths, self.widths[1:])):
+            raise ValueError(f"widths={self.widths!r} must not decrease: transitions zero-pad "
+                             "channels, they cannot drop them")
+        if self.paired and any(w % 2 for w in self.widths):
+            raise ValueError(f"widths={self.widths!r}: {self.family} blocks split channels into "
+                             "two equal halves, so every width must be even")
+        if not (isinstance(self.h, (int, float)) and math.isfinite(self.h) and self.h > 0):
+            raise ValueError(f"h={self.h!r}: the step size must be a finite number > 0")
+        if not isinstance(self.in_channels, int) or self.in_channels < 1:
+            raise ValueError(f"in_channels={self.in_channels!r} must be a positive integer")
+        if not isinstance(self.num_classes, int) or self.num_classes < 1:
+            raise ValueError(f"num_classes={self.num_classes!r} must be a positive integer")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
+        check_memory_mode(self.memory)
+        if self.memory == "reversible" and not self.paired:
+            raise ValueError(f"memory='reversible' needs invertible blocks; {self.family} blocks "
+                             f"are not. Use 'standard' or 'checkpoint', or a family among "
+                             f"{', '.join(REVERSIBLE_FAMILIES)}")
+        if not isinstance(self.anchor_every, int) or self.anchor_every < 0:
+            raise ValueError(f"anchor_every={self.anchor_every!r} must be an integer >= 0")
+        if self.extra:
+            raise ValueError(f"unknown network options: {sorted(self.extra)}")
+
+
+class Transition(nn.Module):
+    """2x2 average pooling (stride 2) and zero-padding of channels, applied to each half."""
+
+    def __init__(self, c_in: int, c_out: int, pool: bool):
+        super().__init__()
+        self.pad, self.pool = c_out - c_in, pool
+
+    def forward(self, *xs: Tensor) -> tuple[Tensor, ...]:
+        if self.pool:
+            xs = tuple(F.avg_pool2d(x, 2) for x in xs)
+        if self.pad:
+            xs = tuple(F.pad(x, (0, 0, 0, 0, 0, self.pad)) for x in xs)
+        return xs
+
+
+class _PlainSegment(nn.Module):
+    """A run of non-invertible (ResNet) blocks on a single tensor; standard or checkpoint."""
+
+    def __init__(self, blocks: list[nn.Module]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.mode = "standard"
+
+    def forward(self, x: Tensor) -> Tensor:
+        for block in self.blocks:
+            if self.mode == "checkpoint" and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False, context_fn=recompute_context(block))
+            else:
+                x = block(x)
+        return x
+
+
+class ReversibleNet(nn.Module):
+    """Stem -> [segment, transition]* -> head, for every block family.
+
+    A *segment* is a maximal run of blocks between two transitions; in ``reversible`` mode it is
+    the unit whose input is rebuilt, so only its output is kept.
+    """
+
+    def __init__(self, config: NetworkConfig):
+        super().__init__()
+        self.config = cfg = config
+        eps, mom = cfg.bn_eps, cfg.bn_momentum
+        self.stem = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, cfg.widths[0], 3, padding=1, bias=False),
+            batch_norm(cfg.widths[0], eps, mom), nn.ReLU())
+        split = 2 if cfg.paired else 1
+        block_cls = FAMILIES[cfg.family]
+
+        layers: list[nn.Module] = []
+        run: list[nn.Module] = []
+        width = cfg.widths[0]
+        n_blocks = 0
+
+        def make_block(w: int) -> nn.Module:
+            nonlocal n_blocks
+            kw = dict(dropout=cfg.dropout, eps=eps, momentum=mom)
+            if cfg.family == "hamiltonian":
+                kw["prenorm"] = cfg.prenorm and n_blocks > 0  # not in the network's first block
+            n_blocks += 1
+            return block_cls(w // split, cfg.h, **kw)
+
+        def close_run() -> None:
+            if run:
+                seg = (ReversibleSegment(run, cfg.anchor_every) if cfg.paired
+                       else _PlainSegment(run))
+                layers.append(seg)
+                run.clear()
+
+        for s, (n, w) in enumerate(zip(cfg.blocks, cfg.widths[1:])):
+            first_here = 0
+            if s > 0 and cfg.late_downsample:
+                run.append(make_block(width))  # PAPER.md: runs at the previous stage's width
+                first_here = 1
+            if s > 0 or w != width:
+                close_run()
+                layers.append(Transition(width // split, w // split, pool=s > 0))
+                width = w
+            run.extend(make_block(w) for _ in range(n - first_here))
+        close_run()
+
+        self.layers = nn.ModuleList(layers)
+        self.num_pools = len(cfg.blocks) - 1
+        self.head_norm = batch_norm(width, eps, mom)
+        self.fc = nn.Linear(width, cfg.num_classes)
+        self.set_memory_mode(cfg.memory, anchor_every=cfg.anchor_every)
+
+    # ------------------------------------------------------------------ memory modes
+    @property
+    def memory_mode(self) -> str:
+        return self.config.memory
+
+    def set_memory_mode(self, mode: str, anchor_every: int | None = None) -> ReversibleNet:
+        """Switch between ``standard``, ``checkpoint`` and ``reversible`` without rebuilding.
+
+        ``anchor_every`` (reversible only) keeps every k-th block state; see ReversibleSegment.
+        """
+        check_memory_mode(mode)
+        new = dataclasses.replace(
+            self.config, memory=mode,
+            anchor_every=self.config.anchor_every if anchor_every is None else anchor_every)
+        self.config = new  # replace() re-validates (e.g. resnet + reversible raises)
+        for layer in self.layers:
+            if isinstance(layer, (ReversibleSegment, _PlainSegment)):
+                layer.mode = mode
+                if isinstance(layer, ReversibleSegment):
+                    layer.anchor_every = new.anchor_every
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def check_input(self, x: Tensor) -> None:
+        cfg = self.config
+        if x.dim() != 4:
+            raise ValueError(f"expected a batch of images (B, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != cfg.in_channels:
+            raise ValueError(
+                f"this model takes {cfg.in_channels}-channel images (in_channels="
+                f"{cfg.in_channels}) but got {x.shape[1]} channels (input shape "
+                f"{tuple(x.shape)}); build the model with in_channels={x.shape[1]} or convert "
+                "the images")
+        smallest = 2 ** self.num_pools
+        if min(x.shape[2:]) < smallest:
+            raise ValueError(f"images of {x.shape[2]}x{x.shape[3]} pixels are too small for "
+                             f"{self.num_pools} poolings; use at least {smallest}x{smallest}")
+
+    def features(self, x: Tensor) -> Tensor:
+        """Everything but the classifier: (B, C, H, W) -> (B, widths[-1], H', W')."""
+        self.check_input(x)
+        x = self.stem(x)
+        if self.config.paired:
+            if torch.is_autocast_enabled(x.device.type):
+                x = x.float()  # keep the state in fp32 so reversal stays exact under autocast
+            c = x.shape[1] // 2
+            state: tuple[Tensor, ...] = (x[:, :c], x[:, c:])
+        else:
+            state = (x,)
+        for layer in self.layers:
+            out = layer(*state)
+            state = out if isinstance(out, tuple) else (out,)
+        return torch.cat(state, dim=1) if len(state) > 1 else state[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = F.relu(self.head_norm(self.features(x)))
+        return self.fc(z.mean(dim=(2, 3)))
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"family={c.family}, blocks={c.blocks}, widths={c.widths}, h={c.h}, "
+                f"memory={c.memory}")
+

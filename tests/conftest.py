@@ -1,0 +1,46 @@
+"""Shared fixtures: deterministic seed, devices (CUDA only when present), tolerances by dtype."""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+
+# relative tolerance for "same result" comparisons, by dtype
+RTOL = {torch.float64: 1e-9, torch.float32: 1e-4}
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b|| (absolute when b is zero)."""
+    denom = b.norm().item()
+    diff = (a - b).norm().item()
+    return diff / denom if denom > 0 else diff
+
+
+def randomize_batchnorm(model: torch.nn.Module) -> None:
+    """Move BN affine parameters off their init (weight 1, bias 0).
+
+    With zero bias, a zero-padded (constant) channel puts ReLU exactly at its kink, where any
+    rounding in a rebuilt input picks a different subgradient; equivalence is only meaningful
+    away from such ties.
+    """
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
