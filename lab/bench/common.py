@@ -1,0 +1,163 @@
+"""Shared measuring tools for the benchmarks: machine record, step timing, memory, tables."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from core.memory import SavedTensorMeter, peak_rss_bytes
+
+MiB = 2**20
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: CUDA is not available on this machine; use cpu")
+    return torch.device(name)
+
+
+def machine_info(device: torch.device) -> dict:
+    """What the figures were measured on; stored beside every result."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = dict(date=_dt.datetime.now().isoformat(timespec="seconds"), cpu=cpu,
+                cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                python=platform.python_version(), torch=torch.__version__,
+                device=str(device), device_name=cpu)
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_batch(batch: int, channels: int, size: int, classes: int, device: torch.device):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, channels, size, size, generator=g).to(device)
+    y = torch.randint(0, classes, (batch,), generator=g).to(device)
+    return x, y
+
+
+def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4)
+
+
+def train_step(model, opt, x, y) -> float:
+    """One full training step (forward, backward, optimizer); returns the loss."""
+    opt.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def saved_mib(forward: Callable[[], torch.Tensor], params) -> float:
+    """MiB autograd holds for backward after ``forward()`` (parameters excluded)."""
+    with SavedTensorMeter(exclude=params) as meter:
+        out = forward()
+    del out
+    return meter.bytes / MiB
+
+
+def interleaved_median_times(steps: dict[str, Callable[[], object]], repeats: int, warmup: int,
+                             device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each step function, calling them round-robin.
+
+    Interleaving spreads machine noise (other processes, clock changes) over every contender.
+    """
+    for _ in range(warmup):
+        for fn in steps.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def peak_step_memory(step: Callable[[], object], device: torch.device, steps: int = 2) -> dict:
+    """Peak memory of ``steps`` training steps: CUDA max allocated, or process RSS on CPU.
+
+    On CPU the high-water mark is per process, so call this in a fresh process (see
+    ``run_child``); ``peak_over_start_mib`` subtracts the RSS held before the first step
+    (torch, the model, the data).
+    """
+    if device.type == "cuda":
+        synchronize(device)
+        start = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(steps):
+            step()
+        synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        start = current_rss_bytes()
+        for _ in range(steps):
+            step()
+        peak = peak_rss_bytes()
+    return dict(peak_mib=peak / MiB, peak_over_start_mib=(peak - start) / MiB)
+
+
+def run_child(module: str, spec: dict, timeout: float = 1800) -> dict:
+    """Run ``python -m module '<json spec>'`` in a fresh process; it prints one JSON line."""
+    proc = subprocess.run([sys.executable, "-m", module, json.dumps(spec)], capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode != 0:
+        return dict(error=(proc.stderr.strip().splitlines() or ["failed"])[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """``columns``: (key, header, format spec). Missing values print as '-'."""
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    lines = [head, sep]
+    for r in rows:
+        cells = []
+        for key, _, spec in columns:
+            v = r.get(key)
+            cells.append("-" if v is None else format(v, spec) if spec else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def save_results(out_dir: Path, stem: str, payload: dict, markdown: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jpath, mpath = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    jpath.write_text(json.dumps(payload, indent=2) + "\n")
+    mpath.write_text(markdown + "\n")
+    return [jpath, mpath]
