@@ -115,6 +115,7 @@ class ReversibleSegment(nn.Module):
         # for block i, coupling j: positions of its parameters in self.blocks.parameters()
         self.coupling_params = [[[index[id(p)] for p in c.parameters()] for c in b.couplings]
                                 for b in self.blocks]
+        self.norms = batch_norms(self.blocks)  # frozen during the rebuild
 
     def forward(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         if self.mode == "reversible" and torch.is_grad_enabled():
@@ -188,7 +189,7 @@ class _ReversibleFn(torch.autograd.Function):
         k, device = seg.anchor_every, state[0].device
         rng = iter(reversed(ctx.rng_states)) if ctx.rng_states is not None else None
 
-        with _autocast(ctx.autocast), frozen_running_stats(batch_norms(seg)):
+        with _autocast(ctx.autocast), frozen_running_stats(seg.norms):
             for i in range(len(seg.blocks) - 1, -1, -1):
                 if k and (i + 1) % k == 0 and i + 1 < len(seg.blocks):
                     m = 2 * ((i + 1) // k - 1)
