@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import os
 import sys
+import time
+from typing import Any, TextIO
+
+MEMORY_MODES = ("standard", "checkpoint", "reversible")  # DESIGN.md: the named memory choices
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -19,6 +26,264 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args)
 
 
+# -- training and the run store (owner: lab/store.py, lab/jobs.py, lab/worker.py) ------------------
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers like 2,2,2, got {text!r}")
+    return values
+
+
+_CONFIG_FLAGS = ("model", "dataset", "epochs", "batch_size", "memory", "fraction", "lr", "seed",
+                 "device", "optimizer", "data_root")
+_MODEL_FLAGS = ("blocks", "widths", "h")
+
+
+def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the flags given; TrainConfig's defaults fill the rest (the small Hamiltonian net)."""
+    config = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
+    model_kwargs = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
+    if model_kwargs:
+        if args.model is None:  # tweaking the default model: keep its other settings
+            from core.training import TrainConfig
+
+            model_kwargs = {**TrainConfig().model_kwargs, **model_kwargs}
+        config["model_kwargs"] = model_kwargs
+    elif args.model is not None:
+        config["model_kwargs"] = {}  # a named model brings its own depth and widths
+    return config
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lab import jobs
+    from lab.store import Store
+
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in (*_CONFIG_FLAGS, *_MODEL_FLAGS, "name")
+                 if getattr(args, k) is not None]
+        if given:
+            args.parser.error(f"--resume continues a run with its stored config; drop "
+                              f"{', '.join(given)}")
+        with Store() as store:
+            run_id = store.resolve(args.resume)
+            if args.detach:
+                jobs.resume(run_id, store=store)
+                print(run_id)
+                return 0
+            jobs.resume_foreground(run_id, store=store)
+            return _train_foreground(store, run_id)
+    config = _config_from_args(args)
+    with Store() as store:
+        try:
+            if args.detach:
+                run_id = jobs.launch(config, name=args.name, store=store)
+                print(f"run {run_id} is {store.require_run(run_id).status}; follow it with "
+                      f"`python -m lab show {run_id}`", file=sys.stderr)
+                print(run_id)
+                return 0
+            run_id = jobs.start_foreground(config, name=args.name, store=store)
+        except (ValueError, TypeError) as e:
+            args.parser.error(str(e))
+        return _train_foreground(store, run_id)
+
+
+def _train_foreground(store: Any, run_id: str) -> int:
+    from lab import jobs, worker
+    from lab.progress import ProgressBar
+
+    run = store.require_run(run_id)
+    print(f"run {run_id}: {run.model} on {run.dataset}, {run.epochs} epochs "
+          f"(folder {store.run_dir(run_id)})", file=sys.stderr)
+    bar = ProgressBar(epochs=run.epochs)
+    try:
+        status = worker.execute(store, run_id, callbacks=[bar], foreground=True)
+    finally:
+        bar.close()
+        jobs.schedule(store)
+    run = store.require_run(run_id)
+    acc = (run.final or {}).get("test_acc", run.last_test_acc)
+    print(f"run {run_id} {status}" + (f": test acc {acc:.4f}" if acc is not None else "")
+          + (f" ({run.error or run.reason})" if status != "completed" else ""), file=sys.stderr)
+    return {"completed": 0, "failed": 1}.get(status, 130)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in [header, *rows])
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from lab import jobs
+    from lab.store import Store
+
+    with Store() as store:
+        jobs.reconcile(store)
+        runs = store.list_runs(status=args.status, limit=args.limit)
+    if not runs:
+        print("no runs yet; start one with `python -m lab train`", file=sys.stderr)
+        return 0
+    rows = [[r.id, r.status, str(r.model), str(r.dataset), str(r.epochs), _pct(r.best_test_acc),
+             _pct((r.final or {}).get("test_acc", r.last_test_acc)), _when(r.started_at),
+             _duration(r.duration)] for r in runs]
+    print(_table(rows, ["ID", "STATUS", "MODEL", "DATASET", "EPOCHS", "BEST ACC", "FINAL ACC",
+                        "STARTED", "DURATION"]))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from lab import jobs
+    from lab.store import LOG_NAME, Store
+
+    with Store() as store:
+        run_id = store.resolve(args.run)
+        jobs.reconcile(store)
+        run = store.require_run(run_id)
+        epochs = store.epoch_metrics(run_id)
+        folder = store.run_dir(run_id)
+    lines = [f"run {run.id}" + (f" ({run.name})" if run.name else ""),
+             f"status:   {run.status}" + (f" - {run.reason}" if run.reason else "")]
+    if run.error:
+        lines.append(f"error:    {run.error}")
+    lines += [f"created:  {_when(run.created_at)}   started: {_when(run.started_at)}   "
+              f"duration: {_duration(run.duration)}   attempts: {run.attempts}",
+              f"folder:   {folder}   (log: {LOG_NAME})",
+              "config:", *(f"  {k}: {json.dumps(v)}" for k, v in sorted(run.config.items()))]
+    if epochs:
+        rows = [[str(e["epoch"]), f"{e['train_loss']:.4f}" if e["train_loss"] is not None else "-",
+                 _pct(e["train_acc"]), f"{e['test_loss']:.4f}" if e["test_loss"] is not None
+                 else "-", _pct(e["test_acc"])] for e in epochs]
+        lines += ["epochs:", _table(rows, ["EPOCH", "TRAIN LOSS", "TRAIN ACC", "TEST LOSS",
+                                           "TEST ACC"])]
+    lines += ["final metrics:", *(f"  {k}: {json.dumps(v)}" for k, v in sorted(
+        (run.final or {}).items()))] if run.final else ["final metrics: none (not completed)"]
+    print("\n".join(lines))
+    return 0
+
+
+def write_metrics_csv(store: Any, run_id: str, out: TextIO) -> int:
+    """Step then epoch metrics of a run as one CSV (column `kind`); returns the row count."""
+    from lab.store import EPOCH_FIELDS, STEP_FIELDS
+
+    rows = ([{"kind": "step", **m} for m in store.step_metrics(run_id)]
+            + [{"kind": "epoch", **m} for m in store.epoch_metrics(run_id)])
+    columns = ["kind", "step", *STEP_FIELDS, *(c for c in EPOCH_FIELDS if c not in STEP_FIELDS)]
+    columns += sorted({k for r in rows for k in r} - set(columns))
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return len(rows)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lab.store import Store
+
+    with Store() as store:
+        run_id = store.resolve(args.run)
+        if args.output in (None, "-"):
+            write_metrics_csv(store, run_id, sys.stdout)
+            return 0
+        with open(args.output, "w", newline="") as f:
+            n = write_metrics_csv(store, run_id, f)
+    print(f"wrote {n} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from lab import jobs
+    from lab.store import Store
+
+    with Store() as store:
+        run_id = store.resolve(args.run)
+        status = jobs.cancel(run_id, store=store, grace=args.grace)
+    print(f"run {run_id} {status}")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    from lab import jobs
+    from lab.store import Store
+
+    with Store() as store:
+        run_id = store.resolve(args.run)
+        jobs.delete(run_id, store=store, force=args.force)
+    print(f"run {run_id} deleted")
+    return 0
+
+
+def _add_run_commands(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model (default: small Hamiltonian net on digits)",
+                       description="Train in the foreground with a progress bar, or with "
+                       "--detach as a background job through the queue. Flags not given take "
+                       "TrainConfig's defaults.")
+    p.add_argument("--model", help="model name (see `python -m lab models`)")
+    p.add_argument("--dataset", help="digits, shapes, cifar10, cifar100, stl10, imagefolder")
+    p.add_argument("--epochs", type=int, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, help="samples per optimizer step")
+    p.add_argument("--memory", choices=MEMORY_MODES, help="activation memory strategy")
+    p.add_argument("--fraction", type=float, help="share of the training set, in (0, 1]")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: per optimizer)")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--optimizer", help="sgd or adamw")
+    p.add_argument("--blocks", type=_int_list, help="blocks per stage, e.g. 2,2,2")
+    p.add_argument("--widths", type=_int_list, help="stem and stage widths, e.g. 16,16,32,64")
+    p.add_argument("--h", type=float, help="step size of the ODE-inspired blocks")
+    p.add_argument("--data-root", help="folder holding dataset files")
+    p.add_argument("--name", help="a label for the run")
+    p.add_argument("--resume", metavar="RUN", help="continue a failed/interrupted/stale/"
+                   "cancelled run from its last checkpoint")
+    p.add_argument("--detach", action="store_true",
+                   help="run as a background job (queued under the concurrency limit); "
+                   "prints the run id")
+    p.set_defaults(func=_cmd_train, parser=p)
+
+    p = sub.add_parser("runs", help="table of runs, newest first")
+    p.add_argument("--status", choices=("queued", "running", "completed", "failed",
+                                        "interrupted", "cancelled", "stale"))
+    p.add_argument("--limit", type=int, help="show at most this many")
+    p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser("show", help="a run's status, config and final metrics")
+    p.add_argument("run", help="run id (or a unique prefix)")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("export", help="a run's step and epoch metrics as CSV")
+    p.add_argument("run", help="run id (or a unique prefix)")
+    p.add_argument("-o", "--output", help="file to write (default: stdout)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running run")
+    p.add_argument("run", help="run id (or a unique prefix)")
+    p.add_argument("--grace", type=float, default=10.0,
+                   help="seconds to wait after SIGTERM before SIGKILL (default 10)")
+    p.set_defaults(func=_cmd_cancel)
+
+    p = sub.add_parser("delete", help="delete a run's records and folder")
+    p.add_argument("run", help="run id (or a unique prefix)")
+    p.add_argument("--force", action="store_true", help="kill it first if it is running")
+    p.set_defaults(func=_cmd_delete)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -30,9 +295,29 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_bench)
+
+    _add_run_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return args.func(args)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the bench suites own their options (argparse REMAINDER can't)
+        from lab.bench import main as bench_main
+
+        return bench_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    from lab.jobs import JobError
+    from lab.store import RunNotFoundError
+
+    try:
+        return args.func(args)
+    except RunNotFoundError as e:
+        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    except JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `python -m lab export RUN | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,349 @@
+"""Training jobs as OS processes: launch, queue, cancel, resume, delete, and stale detection.
+
+Each background run is `python -m lab.worker RUN_ID` (or another worker module), started in its
+own session so the web app or CLI that launched it can exit without killing it. At most
+`max_concurrent()` runs are `running` at once; more launches wait as `queued`. `schedule()`
+starts queued runs in FIFO order; it runs on launch, when a worker exits and from
+`reconcile()`, which also marks runs whose process died without a word as `stale`.
+
+Every function takes an optional `store`; without one it opens (and closes) its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from lab.store import DEFAULT_WORKER, LOG_NAME, RESUMABLE, Run, Store
+
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_REPO_ROOT = str(Path(__file__).resolve().parent.parent)  # so workers import lab/ from any cwd
+
+
+class JobError(RuntimeError):
+    """The run is in a state that refuses this operation (e.g. deleting a running run)."""
+
+
+@contextlib.contextmanager
+def _opened(store: Store | None) -> Iterator[Store]:
+    if store is not None:
+        yield store
+        return
+    with Store() as st:
+        yield st
+
+
+# -- processes ------------------------------------------------------------------------------------
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) from /proc, or None if unavailable."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # the command name may hold spaces
+    return fields[0], int(fields[19])
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time (Linux /proc ticks), to tell it from a later one with its pid."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
+def is_alive(pid: int | None, start: int | None = None) -> bool:
+    """Whether process `pid` runs (not a zombie) and, if `start` is given, is the same process."""
+    if not pid or pid <= 0:
+        return False
+    with contextlib.suppress(ChildProcessError, OSError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that exited: reap it
+            return False
+    stat = _proc_stat(pid)
+    if stat is not None:
+        return stat[0] not in ("Z", "X") and (start is None or stat[1] == start)
+    if Path("/proc/self/stat").exists():
+        return False  # Linux, and no /proc entry: gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal(run: Run, sig: int) -> bool:
+    """Send `sig` to the run's process (its whole group when it leads one); False if gone."""
+    if not is_alive(run.pid, run.pid_start):
+        return False
+    try:
+        if run.own_session:
+            os.killpg(run.pid, sig)  # start_new_session: pgid == pid; reaches DataLoader workers
+        else:
+            os.kill(run.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_dead(run: Run, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while is_alive(run.pid, run.pid_start):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def max_concurrent() -> int:
+    """Runs allowed at once: $LAB_MAX_JOBS, else one per CUDA device, else 1 (CPU)."""
+    env = os.environ.get("LAB_MAX_JOBS")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"LAB_MAX_JOBS={env!r} must be a positive integer")
+        return int(env)
+    return max(_gpu_count(), 1)
+
+
+def _gpu_count() -> int:
+    import torch  # only when a run is about to start: `runs` and friends stay fast
+
+    return torch.cuda.device_count()
+
+
+def _spawn(store: Store, run_id: str, slot: int | None, pin_gpus: int) -> None:
+    """Start the worker process of a run that claim_queued() moved to 'running'."""
+    run = store.get_run(run_id)
+    if run is None or run.status != "running":
+        return  # deleted or cancelled in between
+    run_dir = store.run_dir(run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, LAB_HOME=str(store.home))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_REPO_ROOT, env.get("PYTHONPATH")) if p)
+    if (pin_gpus and slot is not None and "CUDA_VISIBLE_DEVICES" not in os.environ
+            and run.config.get("device", "auto") in ("auto", "cuda")):
+        env["CUDA_VISIBLE_DEVICES"] = str(slot % pin_gpus)  # one run per GPU
+    cwd = run.cwd if run.cwd and os.path.isdir(run.cwd) else None
+    try:
+        with open(run_dir / LOG_NAME, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", run.worker, run_id], cwd=cwd, env=env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+    except OSError as e:
+        store.finish(run_id, "failed", reason="could not start the worker process",
+                     error=f"{type(e).__name__}: {e}")
+        return
+    # The worker records its pid itself too; whoever is first, the values agree.
+    store.update(run_id, pid=proc.pid, pid_start=process_start(proc.pid), own_session=1,
+                 only_if_status="running")
+
+
+# -- the verbs ------------------------------------------------------------------------------------
+def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The full, validated training config as a JSON dict; ValueError/TypeError saying what is
+    wrong otherwise (TrainConfig.from_dict(...).validate(), model and dataset names included)."""
+    from core.training import TrainConfig
+
+    return TrainConfig.from_dict(dict(config)).validate().to_dict()
+
+
+def launch(config: Mapping[str, Any], *, name: str | None = None, store: Store | None = None,
+           worker: str = DEFAULT_WORKER, validate: bool = True) -> str:
+    """Queue a training run and start it if a slot is free; returns its id.
+
+    The config is validated first: a bad one raises ValueError/TypeError and nothing is written.
+    `worker` is the module run as `python -m WORKER RUN_ID`; `validate=False` is only for a
+    custom worker whose config is not a TrainConfig (tests use a scripted one).
+    """
+    if not _MODULE.match(worker):
+        raise ValueError(f"worker {worker!r} is not a python module name like 'lab.worker'")
+    config = validate_config(config) if validate else dict(config)
+    with _opened(store) as st:
+        run_id = st.create_run(config, name=name, worker=worker, cwd=os.getcwd())
+        st.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        reconcile(st)  # frees slots held by dead runs, then schedules
+    return run_id
+
+
+def start_foreground(config: Mapping[str, Any], *, name: str | None = None,
+                     store: Store | None = None) -> str:
+    """Record a run that this very process trains now (the CLI's `train`); returns its id.
+
+    It bypasses the queue (the user asked for it to run now) but holds a slot while it runs.
+    """
+    config = validate_config(config)
+    with _opened(store) as st:
+        run_id = st.create_run(config, name=name, status="running", cwd=os.getcwd(),
+                               pid=os.getpid(), pid_start=process_start(os.getpid()))
+        st.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+    return run_id
+
+
+def schedule(store: Store | None = None, *, limit: int | None = None) -> list[str]:
+    """Start queued runs, oldest first, while fewer than the limit run; returns the started ids."""
+    with _opened(store) as st:
+        if st.count("queued") == 0:
+            return []
+        pin_gpus = 0
+        if limit is None:
+            if os.environ.get("LAB_MAX_JOBS"):
+                limit = max_concurrent()
+            else:
+                pin_gpus = _gpu_count()
+                limit = max(pin_gpus, 1)
+        claimed = st.claim_queued(limit)
+        for run_id, slot in claimed:
+            _spawn(st, run_id, slot, pin_gpus)
+        return [run_id for run_id, _ in claimed]
+
+
+def reconcile(store: Store | None = None, *, launch_grace: float = 30.0,
+              cancel_grace: float = 10.0, schedule_queue: bool = True) -> list[str]:
+    """Mark dead 'running' runs stale, finish overdue cancels, then schedule; returns stale ids.
+
+    A run is stale when its process is gone (or never appeared within `launch_grace` seconds of
+    being started) yet it still reads 'running': the worker died without recording a result
+    (kill -9, out of memory, machine reboot). A cancel whose process outlives `cancel_grace`
+    seconds after the request gets SIGKILL.
+    """
+    stale = []
+    with _opened(store) as st:
+        now = time.time()
+        for run in st.list_runs(status="running"):
+            beat = run.heartbeat_at or run.started_at or run.created_at
+            if run.pid is None:
+                if now - beat > launch_grace:
+                    reason = f"worker process never started ({now - beat:.0f} s after launch)"
+                    if st.transition(run.id, "stale", expect="running", match={"pid": None},
+                                     reason=reason, event=reason):
+                        stale.append(run.id)
+                continue
+            if is_alive(run.pid, run.pid_start):
+                if run.cancel_requested_at and now - run.cancel_requested_at > cancel_grace:
+                    _kill_cancelled(st, run, cancel_grace)
+                continue
+            reason = (f"worker process {run.pid} is gone without recording a result "
+                      f"(last heartbeat {now - beat:.0f} s ago){_log_tail(st, run.id)}")
+            if run.cancel_requested_at:
+                st.transition(run.id, "cancelled", expect="running", match={"pid": run.pid},
+                              reason="cancelled (process ended)")
+            elif st.transition(run.id, "stale", expect="running", match={"pid": run.pid},
+                               reason=reason, event=reason):
+                stale.append(run.id)
+        if schedule_queue:
+            schedule(st)
+    return stale
+
+
+def _log_tail(store: Store, run_id: str) -> str:
+    """'; log: <last line>' from the run's worker log, or '' when there is none."""
+    try:
+        with open(store.run_dir(run_id) / LOG_NAME, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(f.tell() - 2000, 0))
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return f"; log: {lines[-1].strip()[:200]}" if lines else ""
+
+
+def _kill_cancelled(store: Store, run: Run, grace: float) -> None:
+    _signal(run, signal.SIGKILL)
+    _wait_dead(run, 5.0)
+    store.transition(run.id, "cancelled", expect="running", match={"pid": run.pid},
+                     reason=f"cancelled: killed after not stopping within {grace:g} s of SIGTERM")
+
+
+def cancel(run_id: str, *, store: Store | None = None, grace: float = 10.0,
+           wait: bool = True) -> str:
+    """Cancel a queued or running run; returns its status afterwards.
+
+    A queued run is cancelled at once. A running one: the request is recorded, its process gets
+    SIGTERM (the worker checkpoints and records 'cancelled'), and after `grace` seconds SIGKILL.
+    With `wait=False` this returns right after SIGTERM; `reconcile()` does the SIGKILL later.
+    """
+    with _opened(store) as st:
+        run = st.require_run(run_id)
+        if run.status == "queued" and st.transition(run.id, "cancelled", expect="queued",
+                                                    reason="cancelled before it started"):
+            return "cancelled"
+        run = st.require_run(run.id)
+        if run.status != "running":
+            raise JobError(f"run {run.id} is {run.status}; only queued or running runs can be "
+                           "cancelled")
+        st.update(run.id, cancel_requested_at=time.time(), only_if_status="running")
+        st.add_event(run.id, "cancel", "cancel requested")
+        _signal(run, signal.SIGTERM)
+        if not wait:
+            return "running"
+        # Wait for the worker to record its end *and* exit (its memory is free once it is gone).
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            run = st.require_run(run.id)
+            alive = run.pid is not None and is_alive(run.pid, run.pid_start)
+            if not alive and (run.status != "running" or run.pid is not None):
+                break
+            time.sleep(0.05)
+        run = st.require_run(run.id)
+        if run.status == "running" and (run.pid is None or is_alive(run.pid, run.pid_start)):
+            _kill_cancelled(st, run, grace)
+        elif run.status == "running":
+            st.transition(run.id, "cancelled", expect="running", match={"pid": run.pid},
+                          reason="cancelled (process ended without recording a status)")
+        elif is_alive(run.pid, run.pid_start):  # recorded its end but hangs on the way out
+            _signal(run, signal.SIGKILL)
+            _wait_dead(run, 5.0)
+        schedule(st)
+        return st.require_run(run.id).status
+
+
+def resume(run_id: str, *, store: Store | None = None) -> None:
+    """Queue a failed, interrupted, stale or cancelled run again; it continues from its last
+    checkpoint in the same run folder (from the start if it never wrote one)."""
+    with _opened(store) as st:
+        run = st.require_run(run_id)
+        if run.status not in RESUMABLE or not st.transition(
+                run.id, "queued", expect=RESUMABLE, pid=None, pid_start=None,
+                cancel_requested_at=None, event="resume requested"):
+            raise JobError(f"run {run.id} is {st.require_run(run.id).status}; only "
+                           f"{', '.join(sorted(RESUMABLE))} runs can be resumed")
+        reconcile(st)
+
+
+def resume_foreground(run_id: str, *, store: Store | None = None) -> str:
+    """Mark a resumable run as running in this process (the CLI's `train --resume`)."""
+    with _opened(store) as st:
+        run = st.require_run(run_id)
+        if run.status not in RESUMABLE or not st.transition(
+                run.id, "running", expect=RESUMABLE, pid=os.getpid(),
+                pid_start=process_start(os.getpid()), own_session=0, cancel_requested_at=None,
+                started_at=time.time(), heartbeat_at=time.time(), attempts=run.attempts + 1,
+                slot=None, event="resumed in the foreground"):
+            raise JobError(f"run {run.id} is {st.require_run(run.id).status}; only "
+                           f"{', '.join(sorted(RESUMABLE))} runs can be resumed")
+        return run.id
+
+
+def delete(run_id: str, *, store: Store | None = None, force: bool = False) -> None:
+    """Delete a run's rows and folder; a running run is refused unless `force` (then killed)."""
+    with _opened(store) as st:
+        run = st.require_run(run_id)
+        if run.status == "running":
+            if not force:
+                raise JobError(f"run {run.id} is running; cancel it first "
+                               "(or force the delete: `delete --force`)")
+            _signal(run, signal.SIGKILL)
+            _wait_dead(run, 5.0)
+        if not st.delete_run(run.id, unless_status=() if force else ("running",)):
+            raise JobError(f"run {run.id} started meanwhile; cancel it first")
+        shutil.rmtree(st.run_dir(run.id), ignore_errors=True)
+        schedule(st)
