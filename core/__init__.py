@@ -22,3 +22,12 @@ __all__ = [
     "ResNetBlock", "RevNetBlock", "ReversibleBlock", "ReversibleNet", "SavedTensorMeter",
     "count_parameters", "create_model", "list_models", "model_config",
 ]
+
+
+def __getattr__(name: str):
+    """``core.data`` / ``core.training`` on first use, so ``import core`` stays light."""
+    if name in ("data", "training", "analysis", "images"):
+        import importlib
+
+        return importlib.import_module(f"core.{name}")
+    raise AttributeError(f"module 'core' has no attribute {name!r}")
