@@ -1,4 +1,8 @@
-"""Benchmarks: `python -m lab bench [modes|peers|scaling] [options]`; results go to docs/bench/."""
+"""Benchmarks: `python -m lab bench [modes|peers|scaling] [options]`; results go to docs/bench/.
+
+Each suite writes <suite>[-<tag>].json (the payload, with machine and command), .md (tables)
+and .html (a self-contained plotly figure built by lab.bench.figures from the payload).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from lab.bench import modes
+from lab.bench import modes, peers, scaling
 from lab.bench.common import save_results
 
-SUITES = {"modes": modes}
+SUITES = {"modes": modes, "peers": peers, "scaling": scaling}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,15 +24,20 @@ def main(argv: list[str] | None = None) -> int:
                                      description=SUITES[suite].__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     SUITES[suite].add_arguments(parser)
-    parser.add_argument("--out", default="docs/bench", help="folder for the .json and .md")
+    parser.add_argument("--out", default="docs/bench", help="folder for the .json, .md, .html")
     parser.add_argument("--tag", default=None, help="file name suffix, e.g. the device")
     args = parser.parse_args(argv)
     payload, md = SUITES[suite].run(args)
     command = "python -m lab bench " + shlex.join([suite, *argv])
     payload["command"] = command
-    md = f"Command: `{command}`\n\n{md}"
-    print(md)
     stem = suite + (f"-{args.tag}" if args.tag else "")
-    for path in save_results(Path(args.out), stem, payload, md):
+    md = f"Command: `{command}`\n\nFigure: [{stem}.html]({stem}.html)\n\n{md}"
+    print(md)
+    out = Path(args.out)
+    paths = save_results(out, stem, payload, md)
+    from lab.bench.figures import figure, write_html  # plotly only when saving
+
+    paths.append(write_html(figure(payload), out / f"{stem}.html"))
+    for path in paths:
         print(f"saved {path}")
     return 0

@@ -2,6 +2,7 @@
 
 CPU peak RSS is a per-process high-water mark, so every (model, mode) case runs alone here and
 prints one JSON line: saved-for-backward MiB and the peak memory of two training steps.
+``kind="peer"`` specs measure a contender of the peers suite (lab.bench.peers.measure_contender).
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
     if "threads" in spec:
         torch.set_num_threads(spec["threads"])
+    if spec.get("kind", "model") == "peer":  # lab.bench.peers: a contender of the peers suite
+        from lab.bench.peers import measure_contender
+
+        print(json.dumps(measure_contender(spec)))
+        return 0
     print(json.dumps(measure_model(spec)))
     return 0
 

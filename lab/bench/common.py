@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
+import functools
+import gc
 import json
 import os
 import platform
@@ -101,35 +104,85 @@ def interleaved_median_times(steps: dict[str, Callable[[], object]], repeats: in
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def current_rss_bytes() -> int:
+@functools.lru_cache(maxsize=1)
+def _mallinfo2() -> Callable | None:
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
+                                                   "hblkhd", "usmblks", "fsmblks", "uordblks",
+                                                   "fordblks", "keepcost")]
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):  # not glibc >= 2.33
+        return None
+    fn.restype = Mallinfo2
+    return fn
+
+
+def allocated_bytes(device: torch.device) -> int | None:
+    """Bytes allocated and not yet freed: CUDA allocator, or glibc malloc (None elsewhere)."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    info = _mallinfo2()
+    if info is None:
+        return None
+    i = info()
+    return i.uordblks + i.hblkhd  # small-block arena bytes in use + mmapped large blocks
+
+
+def _proc_status_bytes(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    return 0
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def _cpu_peak_step_memory(step: Callable[[], object], steps: int) -> dict:
+    """Peak RSS of ``steps`` training steps over the RSS before them, in steady state.
+
+    One warm-up step first: it faults in the code pages of every kernel the step uses (file-
+    backed RSS that varies from run to run by tens of MiB and otherwise swamps the activations
+    of small models) and allocates optimizer state. Then ``malloc_trim`` hands freed heap back
+    to the kernel, ``/proc/self/clear_refs`` resets the high-water mark (VmHWM) to the current
+    RSS, and the peak is VmHWM after the measured steps. Falls back to the process-lifetime
+    peak where that is impossible.
+    """
+    step()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        method = "VmHWM after a warm-up step, malloc_trim and clear_refs"
+    except (OSError, AttributeError):
+        method = "process peak RSS since start (clear_refs unavailable)"
+    start = _proc_status_bytes("VmRSS")
+    for _ in range(steps):
+        step()
+    peak = _proc_status_bytes("VmHWM") if method.startswith("VmHWM") else peak_rss_bytes()
+    return dict(peak_mib=peak / MiB, peak_over_start_mib=(peak - start) / MiB,
+                peak_method=method)
 
 
 def peak_step_memory(step: Callable[[], object], device: torch.device, steps: int = 2) -> dict:
     """Peak memory of ``steps`` training steps: CUDA max allocated, or process RSS on CPU.
 
-    On CPU the high-water mark is per process, so call this in a fresh process (see
-    ``run_child``); ``peak_over_start_mib`` subtracts the RSS held before the first step
-    (torch, the model, the data).
+    ``peak_over_start_mib`` subtracts what was held before the measured steps (torch, the
+    model, the data, optimizer state). On CPU the high-water mark is per process: call this in
+    a fresh process (``run_child``) so cases cannot inflate each other.
     """
-    if device.type == "cuda":
-        synchronize(device)
-        start = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        for _ in range(steps):
-            step()
-        synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device)
-    else:
-        start = current_rss_bytes()
-        for _ in range(steps):
-            step()
-        peak = peak_rss_bytes()
-    return dict(peak_mib=peak / MiB, peak_over_start_mib=(peak - start) / MiB)
+    if device.type != "cuda":
+        return _cpu_peak_step_memory(step, steps)
+    step()  # warm-up: optimizer state, cuDNN workspaces
+    synchronize(device)
+    start = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    return dict(peak_mib=peak / MiB, peak_over_start_mib=(peak - start) / MiB,
+                peak_method="torch.cuda.max_memory_allocated after a warm-up step")
 
 
 def run_child(module: str, spec: dict, timeout: float = 1800) -> dict:

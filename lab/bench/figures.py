@@ -1,0 +1,153 @@
+"""Plotly figures built from the benchmarks' saved JSON payloads (docs/bench/*.json).
+
+Each builder takes the payload dict that ``python -m lab bench <suite>`` saved and returns a
+``plotly.graph_objects.Figure``; the CLI writes it as self-contained HTML and a Streamlit page
+can show the same figure with ``st.plotly_chart(figure(json.loads(path.read_text())))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# one colour per contender/mode, stable across figures
+COLORS = {
+    "standard": "#636efa", "checkpoint": "#00cc96", "reversible": "#ef553b",
+    "memcnn": "#ab63fa", "memcnn-coupling": "#ffa15a", "revlib": "#19d3f3",
+}
+_FALLBACK = ["#ff6692", "#b6e880", "#ff97ff", "#fecb52"]
+
+
+def _color(name: str, i: int) -> str:
+    if name.startswith("reversible-anchor"):
+        return "#c9302c"
+    return COLORS.get(name, _FALLBACK[i % len(_FALLBACK)])
+
+
+def _where(payload: dict) -> str:
+    m = payload.get("machine", {})
+    peers = ", ".join(f"{k[:-8]} {v}" for k, v in m.items() if k.endswith("_version") and v)
+    bits = [f"{m.get('device_name', '?')} ({m.get('device', '?')})", f"torch {m.get('torch', '?')}"]
+    return " | ".join(bits + ([peers] if peers else []) + [m.get("date", "")])
+
+
+def _layout(fig: go.Figure, payload: dict, title: str) -> go.Figure:
+    command = payload.get("command", "")
+    fig.update_layout(
+        title=dict(text=f"{title}<br><sup>{_where(payload)}</sup>"),
+        barmode="group", template="plotly_white", height=520, legend_title_text="",
+        margin=dict(t=110, b=90), uirevision=payload.get("benchmark"),
+    )
+    if command:
+        fig.add_annotation(text=command, xref="paper", yref="paper", x=0, y=-0.2,
+                           showarrow=False, xanchor="left",
+                           font=dict(size=11, family="monospace"))
+    return fig
+
+
+def _series(rows: list[dict], key: str) -> list[str]:
+    seen: list[str] = []
+    for r in rows:
+        if r[key] not in seen:
+            seen.append(r[key])
+    return seen
+
+
+def _grouped_bars(fig: go.Figure, rows: list[dict], series_key: str,
+                  panels: list[tuple[str, str, str]]) -> None:
+    """One bar group per depth, one bar per series, one subplot per (key, title, unit)."""
+    for i, name in enumerate(_series(rows, series_key)):
+        mine = [r for r in rows if r[series_key] == name]
+        x = [f"{r['depth']} layers" for r in mine]
+        for col, (key, _, _) in enumerate(panels, start=1):
+            fig.add_trace(go.Bar(
+                x=x, y=[r.get(key) for r in mine], name=name, legendgroup=name,
+                showlegend=col == 1, marker_color=_color(name, i),
+                customdata=[r.get("notes") or "" for r in mine],
+                hovertemplate=f"{name}<br>%{{x}}<br>%{{y:.4g}}<br>%{{customdata}}<extra></extra>",
+            ), row=1, col=col)
+    for col, (_, _, unit) in enumerate(panels, start=1):
+        fig.update_yaxes(title_text=unit, row=1, col=col)
+
+
+def modes_figure(payload: dict) -> go.Figure:
+    """Step time, saved MiB and peak-over-start MiB of the memory modes per depth."""
+    panels = [("step_s", "training step (median)", "s"),
+              ("saved_mib", "saved for backward", "MiB"),
+              ("peak_over_start_mib", "peak over start", "MiB")]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t, _ in panels])
+    _grouped_bars(fig, payload["rows"], "mode", panels)
+    fig.update_yaxes(type="log", row=1, col=2)
+    return _layout(fig, payload, "Memory modes of a Hamiltonian network")
+
+
+def peers_figure(payload: dict) -> go.Figure:
+    """Step time, held activation MiB and peak-over-start MiB of every contender per depth."""
+    panels = [("step_s", "training step (median)", "s"),
+              ("held_mib", "held for backward (allocator)", "MiB"),
+              ("peak_over_start_mib", "peak over start", "MiB")]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t, _ in panels])
+    _grouped_bars(fig, payload["rows"], "contender", panels)
+    fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_yaxes(type="log", row=1, col=3)
+    return _layout(fig, payload, "Same Hamiltonian blocks: our memory modes vs memcnn and RevLib")
+
+
+def scaling_figure(payload: dict) -> go.Figure:
+    """Memory (with the budget and the linear fits) and step time against depth, per mode."""
+    metric, budget = payload["metric"], payload["budget_mib"]
+    rows, fits = payload["rows"], {f["mode"]: f for f in payload.get("budget", [])}
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[
+        "CUDA max allocated" if metric == "peak_mib" else "peak RSS over start",
+        "training step (median)"])
+    for i, mode in enumerate(_series(rows, "mode")):
+        mine = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["depth"])
+        color = _color(mode, i)
+        for col, key in ((1, metric), (2, "step_s")):
+            fig.add_trace(go.Scatter(
+                x=[r["depth"] for r in mine], y=[r.get(key) for r in mine], name=mode,
+                legendgroup=mode, showlegend=col == 1, mode="lines+markers",
+                line=dict(color=color)), row=1, col=col)
+        fit = fits.get(mode, {})
+        if fit.get("slope_mib") and mine:
+            # the linear fit in blocks per stage, drawn out to where it crosses the budget
+            stop = fit.get("deepest_extrapolated_layers") or mine[-1]["depth"]
+            stop = max(stop, mine[-1]["depth"])
+            xs = [mine[0]["depth"], stop]
+            ys = [fit["intercept_mib"] + fit["slope_mib"] * fit_blocks(payload, d) for d in xs]
+            fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{mode} (linear fit)", legendgroup=mode,
+                                     showlegend=False, mode="lines",
+                                     line=dict(color=color, dash="dot")), row=1, col=1)
+    fig.add_hline(y=budget, line=dict(color="grey", dash="dash"), row=1, col=1,
+                  annotation_text=f"budget {budget:g} MiB", annotation_position="top left")
+    fig.update_xaxes(type="log", title_text="layers")
+    fig.update_yaxes(type="log", title_text="MiB", row=1, col=1)
+    fig.update_yaxes(title_text="s", row=1, col=2)
+    return _layout(fig, payload, "Depth scaling of the memory modes (Hamiltonian)")
+
+
+def fit_blocks(payload: dict, layers: float) -> float:
+    """Blocks per stage of a depth in layers: layers = 4 * stages * blocks + 2."""
+    return (layers - 2) / (4 * payload["stages"])
+
+
+FIGURES: dict[str, Callable[[dict], go.Figure]] = {
+    "modes": modes_figure, "peers": peers_figure, "scaling": scaling_figure,
+}
+
+
+def figure(payload: dict) -> go.Figure:
+    """The figure of any saved benchmark payload."""
+    kind = payload.get("benchmark")
+    if kind not in FIGURES:
+        raise ValueError(f"no figure for benchmark {kind!r}; known: {', '.join(FIGURES)}")
+    return FIGURES[kind](payload)
+
+
+def write_html(fig: go.Figure, path: Path) -> Path:
+    """Self-contained HTML (plotly.js inlined: opens offline; kaleido does not work here)."""
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    return path
