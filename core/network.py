@@ -163,9 +163,11 @@ class ReversibleNet(nn.Module):
             n_blocks += 1
             return block_cls(w // split, cfg.h, **kw)
 
+        live: int | None = None  # live channels per half of the next segment's input
+
         def close_run() -> None:
             if run:
-                seg = (ReversibleSegment(run, cfg.anchor_every) if cfg.paired
+                seg = (ReversibleSegment(run, cfg.anchor_every, input_live=live) if cfg.paired
                        else _PlainSegment(run))
                 layers.append(seg)
                 run.clear()
@@ -178,6 +180,7 @@ class ReversibleNet(nn.Module):
             if s > 0 or w != width:
                 close_run()
                 layers.append(Transition(width // split, w // split, pool=s > 0))
+                live = width // split if w != width else None
                 width = w
             run.extend(make_block(w) for _ in range(n - first_here))
         close_run()

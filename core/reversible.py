@@ -1,12 +1,14 @@
 """The memory-saving backward: one ``autograd.Function`` for a run of reversible blocks.
 
-What is stored: the segment's output pair and the second half ``b`` of its input (and, if
-``anchor_every=k > 0``, the pair after every k-th block). Nothing else: no intermediate
-activation. The input half is what the first coupling's ``f`` reads, so the last rebuilt
-evaluation is exact: a transition zero-pads channels, a zero channel has zero batch variance, and
-batch norm would amplify the rebuild's rounding noise in it by 1/sqrt(eps) (float32 gradient
-errors of 1e-2 on some batches without it, 1e-5 with it, hamiltonian-74). For the first segment
-that half is a view of the stem's output, which autograd keeps anyway.
+What is stored: the segment's output pair (and, if ``anchor_every=k > 0``, the pair after every
+k-th block). Nothing else: not the input, no intermediate activation.
+
+Zero-padded inputs: a transition before the segment zero-pads channels, and a zero channel has
+zero batch variance, so batch norm in the first coupling's ``f`` would amplify the rebuild's
+rounding noise in it by 1/sqrt(eps) (float32 gradient errors of 1e-2 on some batches of
+hamiltonian-74). The network tells the segment how many input channels are live
+(``input_live``); the rebuilt input's padded channels are set back to their exact zeros
+(float32 errors 1e-5).
 
 What is rebuilt: walking blocks from last to first, each coupling ``new = p*old + q*other +
 r*f(other)`` is undone with ONE evaluation of ``f(other)`` under ``enable_grad``; that same
@@ -109,10 +111,14 @@ class ReversibleSegment(nn.Module):
             Anchors bound how far rebuild error travels (it restarts from an exact state every k
             blocks) at the price of storing ``n / k`` extra pairs: memory grows with depth again,
             k times more slowly than in ``standard`` mode.
+        input_live: if the input halves are zero-padded, how many leading channels are live;
+            the rebuild restores the exact zeros of the rest.
     """
 
-    def __init__(self, blocks: Sequence[ReversibleBlock], anchor_every: int = 0):
+    def __init__(self, blocks: Sequence[ReversibleBlock], anchor_every: int = 0,
+                 input_live: int | None = None):
         super().__init__()
+        self.input_live = input_live  # channels per half before zero-padding (None: no padding)
         self.blocks = nn.ModuleList(blocks)
         self.mode = "standard"
         self.anchor_every = anchor_every
@@ -179,14 +185,14 @@ class _ReversibleFn(torch.autograd.Function):
                 anchors += state
         ctx.seg, ctx.params, ctx.rng_states = seg, params, rng_states
         ctx.autocast = _autocast_state()
-        ctx.save_for_backward(*state, b, *anchors)
+        ctx.save_for_backward(*state, *anchors)
         return state[0], state[1]
 
     @staticmethod
     def backward(ctx, g_a: Tensor, g_b: Tensor):
         seg: ReversibleSegment = ctx.seg
         saved = ctx.saved_tensors
-        state, exact_input, anchors = [saved[0], saved[1]], saved[2], saved[3:]
+        state, anchors = [saved[0], saved[1]], saved[2:]
         grad = [g_a, g_b]
         needs = ctx.needs_input_grad[3:]
         all_params = ctx.params
@@ -209,6 +215,6 @@ class _ReversibleFn(torch.autograd.Function):
                     state[j], grad[j], grad[1 - j] = old, g_old, g_other
                     for n, g in zip(ids, pg):
                         param_grads[n] = g
-                    if i == 0 and j == 1:
-                        state[1] = exact_input  # coupling 0 then evaluates f on the true input
+                    if i == 0 and j == 1 and seg.input_live is not None:
+                        state[1][:, seg.input_live:] = 0  # exact zeros of the padding
         return None, grad[0], grad[1], *param_grads

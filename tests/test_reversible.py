@@ -215,8 +215,8 @@ def test_meter_counts_activations_not_parameters():
 
 
 def test_float32_rebuild_is_exact_where_padding_zeroes_channels():
-    """Zero-padded channels have zero batch variance; without the stored input half, BN blows
-    rebuild rounding up by 1/sqrt(eps) and some batches get 1e-2 gradient errors."""
+    """Zero-padded channels have zero batch variance; unless the rebuild restores their exact
+    zeros, BN blows rebuild rounding up by 1/sqrt(eps) and some batches get 1e-2 errors."""
     worst = 0.0
     for seed in range(4):
         torch.manual_seed(seed)
