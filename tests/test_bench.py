@@ -10,8 +10,7 @@ from torch import nn
 
 from lab import bench
 from lab.bench import common, figures, modes, peers, scaling
-from lab.bench.child import measure_model
-from lab.bench.common import run_child
+from lab.bench.common import measure_model, run_child
 
 WIDTHS = (8, 8, 16, 16)
 TINY = ["--depths", "1", "--widths", ",".join(map(str, WIDTHS)), "--batch", "2", "--size", "8",

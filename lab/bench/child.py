@@ -12,29 +12,7 @@ import sys
 
 import torch
 
-import core
-from lab.bench.common import (
-    make_batch,
-    peak_step_memory,
-    resolve_device,
-    saved_mib,
-    sgd,
-    train_step,
-)
-
-
-def measure_model(spec: dict) -> dict:
-    """spec: model, model_kwargs, mode, batch, size, channels, classes, device, steps."""
-    device = resolve_device(spec.get("device", "cpu"))
-    torch.manual_seed(0)
-    model = core.create_model(spec["model"], num_classes=spec["classes"],
-                              in_channels=spec["channels"], memory=spec["mode"],
-                              **spec.get("model_kwargs", {})).to(device)
-    opt = sgd(model)
-    x, y = make_batch(spec["batch"], spec["channels"], spec["size"], spec["classes"], device)
-    saved = saved_mib(lambda: model(x), model.parameters())
-    mem = peak_step_memory(lambda: train_step(model, opt, x, y), device, spec.get("steps", 2))
-    return dict(saved_mib=saved, **mem)
+from lab.bench.common import measure_model
 
 
 def main(argv: list[str]) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import core
 from core.memory import SavedTensorMeter, peak_rss_bytes
 
 MiB = 2**20
@@ -183,6 +184,20 @@ def peak_step_memory(step: Callable[[], object], device: torch.device, steps: in
     peak = torch.cuda.max_memory_allocated(device)
     return dict(peak_mib=peak / MiB, peak_over_start_mib=(peak - start) / MiB,
                 peak_method="torch.cuda.max_memory_allocated after a warm-up step")
+
+
+def measure_model(spec: dict) -> dict:
+    """spec: model, model_kwargs, mode, batch, size, channels, classes, device, steps."""
+    device = resolve_device(spec.get("device", "cpu"))
+    torch.manual_seed(0)
+    model = core.create_model(spec["model"], num_classes=spec["classes"],
+                              in_channels=spec["channels"], memory=spec["mode"],
+                              **spec.get("model_kwargs", {})).to(device)
+    opt = sgd(model)
+    x, y = make_batch(spec["batch"], spec["channels"], spec["size"], spec["classes"], device)
+    saved = saved_mib(lambda: model(x), model.parameters())
+    mem = peak_step_memory(lambda: train_step(model, opt, x, y), device, spec.get("steps", 2))
+    return dict(saved_mib=saved, **mem)
 
 
 def run_child(module: str, spec: dict, timeout: float = 1800) -> dict:

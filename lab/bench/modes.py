@@ -14,12 +14,12 @@ import torch
 
 import core
 from core.memory import MEMORY_MODES
-from lab.bench.child import measure_model
 from lab.bench.common import (
     interleaved_median_times,
     machine_info,
     make_batch,
     markdown_table,
+    measure_model,
     resolve_device,
     run_child,
     sgd,
