@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +49,6 @@ class NetworkConfig:
     late_downsample: bool = True        # first block of stages 2.. runs at the previous width
     memory: str = "standard"            # "standard" | "checkpoint" | "reversible"
     anchor_every: int = 0               # reversible mode: keep every k-th block state (0 = off)
-    extra: dict = field(default_factory=dict, repr=False)  # reserved; must stay empty
 
     def __post_init__(self) -> None:
         self.blocks = tuple(self.blocks)
@@ -97,8 +96,6 @@ class NetworkConfig:
                              f"{', '.join(REVERSIBLE_FAMILIES)}")
         if not isinstance(self.anchor_every, int) or self.anchor_every < 0:
             raise ValueError(f"anchor_every={self.anchor_every!r} must be an integer >= 0")
-        if self.extra:
-            raise ValueError(f"unknown network options: {sorted(self.extra)}")
 
 
 class Transition(nn.Module):

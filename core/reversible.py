@@ -63,9 +63,8 @@ def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def has_active_dropout(module: nn.Module) -> bool:
-    return module.training and any(
-        isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in module.modules())
+def dropouts(module: nn.Module) -> list[nn.modules.dropout._DropoutNd]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
 
 
 def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
@@ -127,6 +126,7 @@ class ReversibleSegment(nn.Module):
         self.coupling_params = [[[index[id(p)] for p in c.parameters()] for c in b.couplings]
                                 for b in self.blocks]
         self.norms = batch_norms(self.blocks)  # frozen during the rebuild
+        self.dropouts = dropouts(self.blocks)  # their RNG is replayed in the rebuild
 
     def forward(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         if self.mode == "reversible" and torch.is_grad_enabled():
@@ -172,7 +172,8 @@ def _coupling_backward(c: Coupling, new: Tensor, other: Tensor, g_new: Tensor, g
 class _ReversibleFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, seg: ReversibleSegment, a: Tensor, b: Tensor, *params: Tensor):
-        rng_states: list | None = [] if has_active_dropout(seg) else None
+        stochastic = seg.training and any(m.p > 0 for m in seg.dropouts)
+        rng_states: list | None = [] if stochastic else None
         anchors: list[Tensor] = []
         k = seg.anchor_every
         state = [a, b]

@@ -23,7 +23,7 @@ NAMED: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
 }
 # "hamiltonian", ...: take blocks=, widths=, h= (defaults: NetworkConfig)
 GENERIC = tuple(FAMILIES)
-_OPTIONS = {f.name for f in dataclasses.fields(NetworkConfig)} - {"family", "extra"}
+_OPTIONS = {f.name for f in dataclasses.fields(NetworkConfig)} - {"family"}
 
 
 def list_models() -> list[str]:
