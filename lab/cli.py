@@ -239,7 +239,7 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--dataset", help="digits, shapes, cifar10, cifar100, stl10, imagefolder")
     p.add_argument("--epochs", type=int, help="passes over the training set")
     p.add_argument("--batch-size", type=int, help="samples per optimizer step")
-    p.add_argument("--memory", choices=MEMORY_MODES, help="activation memory strategy")
+    p.add_argument("--memory", choices=MEMORY_MODES, help="activation memory strategy (default: reversible)")
     p.add_argument("--fraction", type=float, help="share of the training set, in (0, 1]")
     p.add_argument("--lr", type=float, help="peak learning rate (default: per optimizer)")
     p.add_argument("--seed", type=int, help="random seed")
