@@ -119,6 +119,46 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+def visible_devices() -> int:
+    """CUDA devices this process sees (CUDA_VISIBLE_DEVICES applied); 0 on a CPU machine."""
+    return _gpu_count()
+
+
+def _uses_cuda(config: Mapping[str, Any] | None) -> bool:
+    device = (config or {}).get("device", "auto")
+    return device == "cuda" or (device == "auto" and _gpu_count() > 0)
+
+
+def max_nproc(config: Mapping[str, Any] | None = None) -> int:
+    """The most processes a run of `config` may use on this machine.
+
+    A CUDA run (device 'cuda', or 'auto' with a GPU visible): one process per visible GPU (nccl).
+    A CPU run: one gloo process per CPU core (os.cpu_count()); sensible for tests and small
+    models, each process then gets its share of the cores.
+    """
+    if _uses_cuda(config):
+        return _gpu_count()
+    return max(os.cpu_count() or 1, 1)
+
+
+def check_nproc(nproc: Any, config: Mapping[str, Any] | None = None) -> int:
+    """`nproc` as an int if a run of `config` may use that many processes; ValueError otherwise."""
+    if isinstance(nproc, bool) or not isinstance(nproc, int):
+        raise TypeError(f"nproc must be an integer number of processes, got {nproc!r}")
+    if nproc < 1:
+        raise ValueError(f"nproc={nproc} is below 1; a run needs at least one process")
+    if nproc > 1:
+        limit = max_nproc(config)
+        if nproc > limit:
+            what = (f"{limit} CUDA device(s) visible (CUDA_VISIBLE_DEVICES="
+                    f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})" if _uses_cuda(config)
+                    else f"{limit} CPU core(s)")
+            raise ValueError(f"nproc={nproc} is more than this machine offers: {what}; use "
+                             f"nproc <= {limit}" + (" or device='cpu' (gloo)"
+                                                    if _uses_cuda(config) else ""))
+    return nproc
+
+
 def _spawn(store: Store, run_id: str, slot: int | None, pin_gpus: int) -> None:
     """Start the worker process of a run that claim_queued() moved to 'running'."""
     run = store.get_run(run_id)
@@ -130,12 +170,17 @@ def _spawn(store: Store, run_id: str, slot: int | None, pin_gpus: int) -> None:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_REPO_ROOT, env.get("PYTHONPATH")) if p)
     if (pin_gpus and slot is not None and "CUDA_VISIBLE_DEVICES" not in os.environ
             and run.config.get("device", "auto") in ("auto", "cuda")):
-        env["CUDA_VISIBLE_DEVICES"] = str(slot % pin_gpus)  # one run per GPU
+        # one run per GPU; a run of N processes gets the N GPUs of its slots
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str((slot + k) % pin_gpus)
+                                               for k in range(min(run.nproc, pin_gpus)))
     cwd = run.cwd if run.cwd and os.path.isdir(run.cwd) else None
+    argv = [sys.executable, "-m", run.worker, run_id]
+    if run.nproc > 1:  # the worker module supervises torchrun, which starts the ranks
+        argv[3:3] = ["--nproc", str(run.nproc)]
     try:
         with open(run_dir / LOG_NAME, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", run.worker, run_id], cwd=cwd, env=env,
+                argv, cwd=cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
     except OSError as e:
@@ -156,19 +201,25 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return TrainConfig.from_dict(dict(config)).validate().to_dict()
 
 
-def launch(config: Mapping[str, Any], *, name: str | None = None, store: Store | None = None,
-           worker: str = DEFAULT_WORKER, validate: bool = True) -> str:
-    """Queue a training run and start it if a slot is free; returns its id.
+def launch(config: Mapping[str, Any], *, nproc: int = 1, name: str | None = None,
+           store: Store | None = None, worker: str = DEFAULT_WORKER,
+           validate: bool = True) -> str:
+    """Queue a training run and start it if enough slots are free; returns its id.
 
     The config is validated first: a bad one raises ValueError/TypeError and nothing is written.
-    `worker` is the module run as `python -m WORKER RUN_ID`; `validate=False` is only for a
-    custom worker whose config is not a TrainConfig (tests use a scripted one).
+    `nproc` > 1 trains with DistributedDataParallel in that many processes under torchrun
+    (`python -m WORKER --nproc N RUN_ID` supervises them; see lab.worker); the global batch
+    stays `batch_size`, split between them. It takes `nproc` of the queue's slots, and is
+    refused (ValueError) below 1 or above `max_nproc(config)`. `worker` is the module run as
+    `python -m WORKER RUN_ID`; `validate=False` is only for a custom worker whose config is not
+    a TrainConfig (tests use a scripted one).
     """
     if not _MODULE.match(worker):
         raise ValueError(f"worker {worker!r} is not a python module name like 'lab.worker'")
     config = validate_config(config) if validate else dict(config)
+    nproc = check_nproc(nproc, config)
     with _opened(store) as st:
-        run_id = st.create_run(config, name=name, worker=worker, cwd=os.getcwd())
+        run_id = st.create_run(config, name=name, worker=worker, cwd=os.getcwd(), nproc=nproc)
         st.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         reconcile(st)  # frees slots held by dead runs, then schedules
     return run_id

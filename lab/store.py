@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_WORKER = "lab.worker"
 LOG_NAME = "worker.log"
 
@@ -70,7 +70,8 @@ CREATE TABLE runs (
     checkpoint TEXT,                         -- last checkpoint reported by the trainer
     reason TEXT,                             -- why the run ended (human readable)
     error TEXT,                              -- last line of the traceback when failed
-    final TEXT                               -- JSON final metrics, set with status completed
+    final TEXT,                              -- JSON final metrics, set with status completed
+    nproc INTEGER NOT NULL DEFAULT 1         -- processes (torchrun world size), queue slots held
 );
 CREATE INDEX runs_status ON runs(status, seq);
 CREATE TABLE step_metrics (
@@ -135,6 +136,7 @@ class Run:
     final: dict | None
     best_test_acc: float | None = None
     last_test_acc: float | None = None
+    nproc: int = 1  # processes of the run (torchrun world size on this host); queue slots held
 
     @property
     def model(self) -> str | None:
@@ -158,7 +160,8 @@ class Run:
 
 _RUN_COLUMNS = ("id", "name", "config", "status", "worker", "cwd", "created_at", "started_at",
                 "ended_at", "pid", "pid_start", "own_session", "slot", "heartbeat_at",
-                "cancel_requested_at", "attempts", "checkpoint", "reason", "error", "final")
+                "cancel_requested_at", "attempts", "checkpoint", "reason", "error", "final",
+                "nproc")
 _RUN_SELECT = (
     "SELECT " + ", ".join(f"r.{c}" for c in _RUN_COLUMNS) + ","
     " (SELECT MAX(test_acc) FROM epoch_metrics e WHERE e.run_id = r.id),"
@@ -253,7 +256,9 @@ class Store:
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         self._conn.execute(stmt)
-            # future: `if version < 2: ALTER TABLE ...`
+            elif version < 2:  # v2: multi-process (torchrun) runs record their world size
+                self._conn.execute("ALTER TABLE runs ADD COLUMN nproc INTEGER NOT NULL DEFAULT 1")
+            # future: `if version < 3: ALTER TABLE ...`
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
@@ -286,10 +291,15 @@ class Store:
     def create_run(self, config: Mapping[str, Any], *, name: str | None = None,
                    status: str = "queued", worker: str = DEFAULT_WORKER,
                    cwd: str | None = None, pid: int | None = None,
-                   pid_start: int | None = None) -> str:
-        """Insert a new run (status 'queued', or 'running' for a foreground run); returns its id."""
+                   pid_start: int | None = None, nproc: int = 1) -> str:
+        """Insert a new run (status 'queued', or 'running' for a foreground run); returns its id.
+
+        `nproc` is the run's number of processes (torchrun world size), the queue slots it takes.
+        """
         if status not in ("queued", "running"):
             raise ValueError(f"a new run starts 'queued' or 'running', not {status!r}")
+        if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+            raise ValueError(f"nproc={nproc!r} must be a positive integer")
         config_json = json.dumps(dict(config), default=_jsonable)
         now = time.time()
         running = status == "running"
@@ -299,11 +309,11 @@ class Store:
                 with self.transaction():
                     self._conn.execute(
                         "INSERT INTO runs (id, name, config, status, worker, cwd, created_at,"
-                        " started_at, heartbeat_at, pid, pid_start, attempts)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " started_at, heartbeat_at, pid, pid_start, attempts, nproc)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (run_id, name, config_json, status, worker, cwd, now,
                          now if running else None, now if running else None, pid, pid_start,
-                         int(running)))
+                         int(running), nproc))
                     self._insert_event(run_id, "created", f"status {status}")
             except sqlite3.IntegrityError:
                 continue  # 1 in 4 billion: the random id exists, draw again
@@ -437,30 +447,44 @@ class Store:
         return True
 
     def claim_queued(self, limit: int) -> list[tuple[str, int | None]]:
-        """The scheduler's step: move the oldest queued runs to 'running' while fewer than `limit`
-        runs are running, all in one BEGIN IMMEDIATE transaction so concurrent schedulers never
-        exceed the limit. Each claimed run gets the lowest free slot in range(limit) (None if a
-        foreground run holds one). Returns [(run_id, slot)]; the caller starts their processes.
+        """The scheduler's step: move the oldest queued runs to 'running' while their processes
+        fit in `limit` slots, all in one BEGIN IMMEDIATE transaction so concurrent schedulers
+        never exceed the limit. A run of `nproc` processes takes `nproc` slots (a foreground run
+        one); the queue is FIFO, so a run that does not fit yet waits and holds back the later
+        ones. A run of more processes than `limit` starts only when nothing runs, and runs alone.
+        Each claimed run gets the lowest free slot in range(limit) (None if a foreground run holds
+        it); a multi-process run holds the free block `slot .. slot + nproc - 1`.
+        Returns [(run_id, slot)]; the caller starts their processes.
         """
         now = time.time()
         claimed: list[tuple[str, int | None]] = []
         with self.transaction():
-            used = [r[0] for r in self._conn.execute(
-                "SELECT slot FROM runs WHERE status = 'running'")]
-            free_count = limit - len(used)
-            if free_count <= 0:
-                return []
-            free_slots = sorted(set(range(limit)) - set(used))
-            queued = [r[0] for r in self._conn.execute(
-                "SELECT id FROM runs WHERE status = 'queued' ORDER BY seq LIMIT ?", (free_count,))]
-            for run_id in queued:
-                slot = free_slots.pop(0) if free_slots else None
+            running = self._conn.execute(
+                "SELECT slot, nproc FROM runs WHERE status = 'running'").fetchall()
+            used_count = sum(max(n or 1, 1) for _, n in running)
+            used = {s + k for s, n in running if s is not None for k in range(max(n or 1, 1))}
+            for run_id, nproc in self._conn.execute(
+                    "SELECT id, nproc FROM runs WHERE status = 'queued' ORDER BY seq").fetchall():
+                nproc = max(nproc or 1, 1)
+                if used_count + nproc > limit and not (used_count == 0 and nproc > limit):
+                    break  # FIFO: wait for slots rather than let later, smaller runs overtake
+                # The lowest slot starting a free block of nproc slots (GPU indices must not
+                # overlap); a fragmented pool makes the run wait like a full one.
+                free = [s for s in range(max(limit - nproc + 1, 1))
+                        if not used & set(range(s, s + nproc))]
+                if not free and nproc > 1:
+                    break
+                slot = free[0] if free else None
+                if slot is not None:
+                    used.update(slot + k for k in range(nproc))
+                used_count += nproc
                 self._conn.execute(
                     "UPDATE runs SET status = 'running', started_at = ?,"
                     " heartbeat_at = ?, ended_at = NULL, pid = NULL, pid_start = NULL,"
                     " own_session = 1, slot = ?, attempts = attempts + 1 WHERE id = ?",
                     (now, now, slot, run_id))
-                self._insert_event(run_id, "status", f"queued -> running (slot {slot})")
+                self._insert_event(run_id, "status", f"queued -> running (slot {slot}"
+                                   + (f", {nproc} processes)" if nproc > 1 else ")"))
                 claimed.append((run_id, slot))
         return claimed
 
