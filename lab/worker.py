@@ -6,14 +6,25 @@ failed (traceback's last line in `error`, the full traceback in the run's log), 
 cancelled when the stop came from a cancel request. SIGTERM asks the trainer to stop at the next
 step with a checkpoint. Before exiting it runs the scheduler, so queued runs start.
 The CLI's foreground `train` calls `execute()` in its own process the same way.
+
+A run of N > 1 processes starts as `python -m lab.worker --nproc N RUN_ID`: that process
+supervises torchrun (`torch.distributed.run`, run in-process, c10d rendezvous on loopback),
+which starts N copies of `python -m lab.worker RUN_ID` as ranks. Rank 0 records the run as
+above; the other ranks train their shard and write nothing. The supervisor is the run's pid: a
+cancel's SIGTERM reaches it, torchrun forwards it to every rank (each its own process group), and
+they stop together with a checkpoint. When a rank dies (SIGKILL, out of memory) torchrun stops the
+others and the supervisor records the run `failed`, naming the lost rank. Ranks die with their
+supervisor (PR_SET_PDEATHSIG), so killing it never leaves orphans.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -140,7 +151,7 @@ def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = defa
         raise RunNotFoundError(f"no run {run_id!r} in {store.db_path}")
     if run.status != "running":
         return run.status  # cancelled or deleted before this process got going
-    if not foreground:
+    if not foreground and _rank_world()[1] == 1:  # under torchrun the supervisor is the pid
         store.update(run_id, pid=os.getpid(), pid_start=jobs.process_start(os.getpid()),
                      own_session=int(os.getpgid(0) == os.getpid()), heartbeat_at=time.time(),
                      only_if_status="running")
@@ -209,24 +220,176 @@ def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = defa
     return status
 
 
+# -- multi-process runs (torchrun) -----------------------------------------------------------------
+SUPERVISOR_ENV = "LAB_DDP_SUPERVISOR"  # pid of the supervising process, set for every rank
+RESUME_ENV = "LAB_DDP_RESUME"  # "1" when the ranks continue the run folder's checkpoint
+SHUTDOWN_TIMEOUT = 15  # s torchrun waits for ranks to stop after SIGTERM before SIGKILL
+
+
+def _rank_world() -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) as torchrun set them; (0, 1) in a plain process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _die_with_supervisor() -> None:
+    """Ask Linux to SIGKILL this rank when its parent (the supervisor) dies, whatever kills it."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != int(supervisor):  # it died before prctl took effect
+        os._exit(1)
+
+
+def execute_rank(run_id: str, *, trainer_factory: TrainerFactory = default_trainer) -> int:
+    """A rank other than 0: train its shard with no callbacks, writing nothing; exit status."""
+    rank = _rank_world()[0]
+    with Store() as store:  # read only: the config
+        run = store.get_run(run_id)
+    if run is None:
+        print(f"[lab.worker rank {rank}] no run {run_id!r}", file=sys.stderr)
+        return 2
+    resume = os.environ.get(RESUME_ENV, "1") == "1"
+    trainer = trainer_factory(run.config, store.run_dir(run_id), [])
+    result = trainer.fit(resume=resume)
+    print(f"[lab.worker rank {rank}] {result.status}: {result.reason}", file=sys.stderr,
+          flush=True)
+    return 0 if result.status in END_STATUSES else 1
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_args(run_id: str, nproc: int, worker: str) -> list[str]:
+    """torchrun's command line for the run's ranks: one node, c10d rendezvous on loopback.
+
+    $LAB_NNODES and $LAB_RDZV_ENDPOINT (host:port of node 0) make it one node of several; the
+    other nodes run the same `python -m torch.distributed.run ... -m lab.worker RUN_ID`.
+    """
+    nnodes = os.environ.get("LAB_NNODES", "1")
+    endpoint = os.environ.get("LAB_RDZV_ENDPOINT") or f"127.0.0.1:{_free_port()}"
+    return ["--nnodes", nnodes, "--nproc-per-node", str(nproc), "--rdzv-backend", "c10d",
+            "--rdzv-endpoint", endpoint, "--rdzv-id", run_id, "--max-restarts", "0",
+            "--monitor-interval", "0.1", "--shutdown-timeout", str(SHUTDOWN_TIMEOUT),
+            "--module", worker, run_id]
+
+
+def _failure_reason(failures: Mapping[int, Any], first: int, ckpt: str | None) -> str:
+    """One sentence naming the rank that was lost first (and how), for the run's reason."""
+    f = failures[first]
+    how = (f"was killed by {f.signal_name()}" if f.exitcode < 0
+           else f"exited with status {f.exitcode}")
+    others = sorted(r for r in failures if r != first)
+    also = f" (ranks {', '.join(map(str, others))} failed too)" if others else ""
+    where = f"last checkpoint {ckpt}" if ckpt else "no checkpoint yet"
+    return (f"lost rank {first} (local rank {f.local_rank}, pid {f.pid}): it {how}{also}; "
+            f"torchrun stopped the other ranks; resume continues from the {where}")
+
+
+def supervise(store: Store, run_id: str, nproc: int) -> str:
+    """Run the ranks of `run_id` under torchrun in this process; returns the final status."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise RunNotFoundError(f"no run {run_id!r} in {store.db_path}")
+    if run.status != "running":
+        return run.status
+    store.update(run_id, pid=os.getpid(), pid_start=jobs.process_start(os.getpid()),
+                 own_session=int(os.getpgid(0) == os.getpid()), heartbeat_at=time.time(),
+                 only_if_status="running")
+    if run.cancel_requested_at:
+        store.finish(run_id, "cancelled", reason="cancelled before training started")
+        return "cancelled"
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    os.environ[RESUME_ENV] = "1" if run.attempts > 1 else "0"
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # single node: gloo stays on loopback
+    args = torchrun_args(run_id, nproc, run.worker)
+    print(f"[lab.worker] run {run_id}: torchrun {' '.join(args)}", file=sys.stderr, flush=True)
+    status, reason, error, stopped = None, None, None, None
+    try:
+        with _supervisor_signals():
+            torchrun.run(torchrun.parse_args(args))
+    except ChildFailedError as e:
+        first, failure = e.get_first_failure()
+        latest = store.get_run(run_id)
+        status = "failed"
+        if not (first == 0 and failure.exitcode > 0):  # else rank 0 failed and said why
+            reason = _failure_reason(e.failures, first, latest.checkpoint if latest else None)
+            error = f"rank {first} lost: " + (failure.signal_name() if failure.exitcode < 0
+                                              else f"exit status {failure.exitcode}")
+    except _Stopped as e:  # SIGTERM/SIGINT: torchrun forwarded it and waited for the ranks
+        stopped = e.args[0]
+    latest = store.get_run(run_id)
+    if latest is None:
+        return "deleted"
+    if latest.status == "running":  # rank 0 recorded nothing (it was lost, or never started)
+        if stopped:
+            status = "cancelled" if latest.cancel_requested_at else "interrupted"
+            reason = f"stopped by {stopped} before rank 0 recorded a result"
+        elif status is None:
+            status, reason = "failed", "the ranks ended without rank 0 recording a result"
+        store.finish(run_id, status, reason=reason, error=error)
+    elif reason and latest.status == "failed":
+        # rank 0 saw its peer vanish (a gloo error): the lost rank is the real reason
+        store.update(run_id, reason=reason, error=error, only_if_status="failed")
+        store.add_event(run_id, "failed", reason)
+    return store.require_run(run_id).status
+
+
+class _Stopped(Exception):
+    """The supervisor got SIGTERM/SIGINT (torchrun has stopped the ranks by then)."""
+
+
+@contextlib.contextmanager
+def _supervisor_signals():
+    """Turn torchrun's SignalException (raised after it stopped the ranks) into _Stopped."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    try:
+        yield
+    except SignalException as e:
+        raise _Stopped(signal.Signals(e.sigval).name) from None
+
+
 def main(argv: list[str] | None = None, *,
          trainer_factory: TrainerFactory = default_trainer) -> int:
     """`python -m lab.worker RUN_ID`: 0 when the run completed, 1 otherwise, 2 for no such run."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    nproc = 1
+    if len(argv) == 3 and argv[0] == "--nproc" and argv[1].isdigit() and int(argv[1]) >= 1:
+        nproc, argv = int(argv[1]), argv[2:]
     if len(argv) != 1:
-        print("usage: python -m lab.worker RUN_ID", file=sys.stderr)
+        print("usage: python -m lab.worker [--nproc N] RUN_ID", file=sys.stderr)
         return 2
+    rank, world = _rank_world()
+    if world > 1:  # a rank under torchrun
+        _die_with_supervisor()
+        if rank != 0:
+            return execute_rank(argv[0], trainer_factory=trainer_factory)
     with Store() as store:
         try:
-            status = execute(store, argv[0], trainer_factory=trainer_factory)
+            if nproc > 1:
+                status = supervise(store, argv[0], nproc)
+            else:
+                status = execute(store, argv[0], trainer_factory=trainer_factory)
         except RunNotFoundError as e:
             print(f"[lab.worker] {e}", file=sys.stderr)
             return 2
         finally:
             try:
-                jobs.schedule(store)  # our slot is free: start the next queued run
+                if world == 1:  # our slots are free: start the next queued run
+                    jobs.schedule(store)
             except Exception:
                 traceback.print_exc()
+    if world > 1:  # rank 0: a recorded stop is no crash for torchrun to report
+        return 0 if status in ("completed", "interrupted", "cancelled") else 1
     return 0 if status == "completed" else 1
 
 
