@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from lab import bench
-from lab.bench import common, figures, modes, peers, scaling
+from lab.bench import common, figures, peers, scaling, sweep
 from lab.bench.common import measure_model, run_child
 
 WIDTHS = (8, 8, 16, 16)
@@ -48,10 +48,11 @@ def in_process(monkeypatch):
     """
     def fake_run_child(module, spec, timeout=0):
         assert module == "lab.bench.child"
-        return peers.measure_contender(spec) if spec.get("kind") == "peer" else measure_model(spec)
+        measure = {"peer": peers.measure_contender, "depth": sweep.measure_case}
+        return measure.get(spec.get("kind"), measure_model)(spec)
 
-    for suite in (modes, peers, scaling):
-        monkeypatch.setattr(suite, "run_child", fake_run_child)
+    for module in (peers, sweep):
+        monkeypatch.setattr(module, "run_child", fake_run_child)
 
 
 def _batch(n=4):
@@ -82,6 +83,29 @@ def test_suite_writes_json_md_html(suite, options, tmp_path, in_process):
         _check_peers_payload(payload)
     if suite == "scaling":
         assert {b["mode"] for b in payload["budget"]} == {"standard", "checkpoint", "reversible"}
+    if suite in ("modes", "scaling"):  # one sweep serves both; Home reads these row keys
+        for r in payload["rows"]:
+            assert {"blocks", "depth", "mode", "held_mib", "saved_mib", "peak_over_start_mib",
+                    "step_s", "vs_standard"} <= set(r), r
+        assert [r["mode"] for r in payload["rows"]] == ["standard", "checkpoint", "reversible"]
+
+
+def test_scaling_of_a_non_reversible_family_has_no_reversible_mode(tmp_path, in_process):
+    argv = ["scaling", *TINY, "--family", "resnet", "--depths", "1,2", "--budget-mib", "64",
+            "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    payload = json.loads((tmp_path / "scaling.json").read_text())
+    assert {r["mode"] for r in payload["rows"]} == {"standard", "checkpoint"}
+    assert [r["depth"] for r in payload["rows"]] == [8, 8, 14, 14]  # 2 layers per block
+    assert payload["family"] == "resnet" and "Resnet" in (tmp_path / "scaling.md").read_text()
+
+
+def test_bad_sweep_option_is_a_clear_exit(tmp_path):
+    with pytest.raises(SystemExit, match="resnet blocks are not invertible.*'reversible'"):
+        bench.main(["scaling", *TINY, "--family", "resnet", "--modes", "reversible",
+                    "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--depths 'a,b'"):
+        bench.main(["modes", "--depths", "a,b", "--out", str(tmp_path)])
 
 
 def _check_peers_payload(payload: dict) -> None:

@@ -2,7 +2,8 @@
 
 CPU peak RSS is a per-process high-water mark, so every (model, mode) case runs alone here and
 prints one JSON line: saved-for-backward MiB and the peak memory of two training steps.
-``kind="peer"`` specs measure a contender of the peers suite (lab.bench.peers.measure_contender).
+``kind="peer"`` specs measure a contender of the peers suite (lab.bench.peers.measure_contender),
+``kind="depth"`` a case of the depth sweep (lab.bench.sweep.measure_case).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ def main(argv: list[str]) -> int:
         from lab.bench.peers import measure_contender
 
         print(json.dumps(measure_contender(spec)))
+        return 0
+    if spec.get("kind") == "depth":  # lab.bench.sweep: scaling, modes and the Depth lab
+        from lab.bench.sweep import measure_case
+
+        print(json.dumps(measure_case(spec)))
         return 0
     print(json.dumps(measure_model(spec)))
     return 0

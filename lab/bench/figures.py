@@ -81,7 +81,8 @@ def modes_figure(payload: dict) -> go.Figure:
     fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t, _ in panels])
     _grouped_bars(fig, payload["rows"], "mode", panels)
     fig.update_yaxes(type="log", row=1, col=2)
-    return _layout(fig, payload, "Memory modes of a Hamiltonian network")
+    family = payload.get("family", "hamiltonian").capitalize()
+    return _layout(fig, payload, f"Memory modes of a {family} network")
 
 
 def peers_figure(payload: dict) -> go.Figure:
@@ -126,12 +127,18 @@ def scaling_figure(payload: dict) -> go.Figure:
     fig.update_xaxes(type="log", title_text="layers")
     fig.update_yaxes(type="log", title_text="MiB", row=1, col=1)
     fig.update_yaxes(title_text="s", row=1, col=2)
-    return _layout(fig, payload, "Depth scaling of the memory modes (Hamiltonian)")
+    family = payload.get("family", "hamiltonian").capitalize()
+    return _layout(fig, payload, f"Depth scaling of the memory modes ({family})")
 
 
 def fit_blocks(payload: dict, layers: float) -> float:
-    """Blocks per stage of a depth in layers: layers = 4 * stages * blocks + 2."""
-    return (layers - 2) / (4 * payload["stages"])
+    """Blocks per stage of a depth in layers: layers = k * stages * blocks + 2.
+
+    k (layers per block: 4 reversible, 2 ResNet) comes from the payload's measured rows.
+    """
+    r = payload["rows"][0]
+    per_block = (r["depth"] - 2) / (r["blocks"] * payload["stages"])
+    return (layers - 2) / (per_block * payload["stages"])
 
 
 FIGURES: dict[str, Callable[[dict], go.Figure]] = {
