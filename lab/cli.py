@@ -55,6 +55,14 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         config["model_kwargs"] = model_kwargs
     elif args.model is not None:
         config["model_kwargs"] = {}  # a named model brings its own depth and widths
+    if args.memory is None and args.model is not None:
+        import core
+
+        try:  # the default mode, reversible, needs invertible blocks: ResNets train standard
+            if not core.model_config(args.model).paired:
+                config["memory"] = "standard"
+        except ValueError:
+            pass  # an unknown model name: validation reports it with the list of names
     return config
 
 

@@ -114,10 +114,13 @@ class TrainConfig:
         if self.model not in names:
             raise ValueError(f"unknown model {self.model!r}; choose one of: {', '.join(names)}")
         try:  # bad overrides fail here, without building any weights
-            core.model_config(self.model, **self.model_kwargs)
+            net = core.model_config(self.model, **self.model_kwargs)
         except (ValueError, TypeError) as e:
             raise ValueError(f"model_kwargs={self.model_kwargs!r} do not fit model "
                              f"{self.model!r}: {e}") from e
+        if self.memory == "reversible" and not net.paired:
+            raise ValueError(f"memory='reversible' needs invertible blocks and {self.model!r} "
+                             f"({net.family}) has none; use memory='standard' or 'checkpoint'")
 
     def validate_dataset_name(self) -> None:
         from core import data
