@@ -203,6 +203,13 @@ def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = defa
     finally:
         beat.stop.set()
         beat.join()
+    if status == "failed" and error is not None and os.environ.get(SUPERVISOR_ENV):
+        # Rank 0 of a lab torchrun: a peer lost mid-collective looks like an exception here.
+        # The supervisor sees every rank's exit, so it records the end (naming a lost rank).
+        with contextlib.suppress(sqlite3.Error):
+            store.write_metrics(run_id, writer.pending())
+            store.update(run_id, reason=reason, error=error, only_if_status="running")
+        return status
     if status == "interrupted":
         latest = store.get_run(run_id)
         if latest is not None and latest.cancel_requested_at:
@@ -329,17 +336,16 @@ def supervise(store: Store, run_id: str, nproc: int) -> str:
     latest = store.get_run(run_id)
     if latest is None:
         return "deleted"
-    if latest.status == "running":  # rank 0 recorded nothing (it was lost, or never started)
+    if latest.status == "running":  # rank 0 failed (it leaves that to us), was lost, or hung
         if stopped:
             status = "cancelled" if latest.cancel_requested_at else "interrupted"
             reason = f"stopped by {stopped} before rank 0 recorded a result"
         elif status is None:
             status, reason = "failed", "the ranks ended without rank 0 recording a result"
+        elif reason is None:  # rank 0's own exception, which it noted in reason/error
+            reason = latest.reason or "rank 0 failed; see the run's log"
+            error = latest.error
         store.finish(run_id, status, reason=reason, error=error)
-    elif reason and latest.status == "failed":
-        # rank 0 saw its peer vanish (a gloo error): the lost rank is the real reason
-        store.update(run_id, reason=reason, error=error, only_if_status="failed")
-        store.add_event(run_id, "failed", reason)
     return store.require_run(run_id).status
 
 
