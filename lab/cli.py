@@ -78,6 +78,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
                               f"{', '.join(given)}")
         with Store() as store:
             run_id = store.resolve(args.resume)
+            nproc = store.require_run(run_id).nproc
+            if args.nproc is not None and args.nproc != nproc:
+                args.parser.error(f"run {run_id} trains with {nproc} process(es); --resume "
+                                  f"continues at the same world size (drop --nproc {args.nproc})")
+            if nproc > 1:  # its ranks run under torchrun: resume through the queue, follow it
+                jobs.resume(run_id, store=store)
+                return _follow(store, run_id, detach=args.detach)
             if args.detach:
                 jobs.resume(run_id, store=store)
                 print(run_id)
@@ -86,17 +93,61 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return _train_foreground(store, run_id)
     config = _config_from_args(args)
     with Store() as store:
+        ddp = args.nproc is not None and args.nproc != 1  # DDP under torchrun, via the queue
         try:
-            if args.detach:
+            if ddp:
+                run_id = jobs.launch(config, nproc=args.nproc, name=args.name, store=store)
+            elif args.detach:
                 run_id = jobs.launch(config, name=args.name, store=store)
                 print(f"run {run_id} is {store.require_run(run_id).status}; follow it with "
                       f"`python -m lab show {run_id}`", file=sys.stderr)
                 print(run_id)
                 return 0
-            run_id = jobs.start_foreground(config, name=args.name, store=store)
+            else:
+                run_id = jobs.start_foreground(config, name=args.name, store=store)
         except (ValueError, TypeError) as e:
             args.parser.error(str(e))
+        if ddp:
+            return _follow(store, run_id, detach=args.detach)
         return _train_foreground(store, run_id)
+
+
+def _follow(store: Any, run_id: str, *, detach: bool) -> int:
+    """Print the run id (--detach), or show a queued multi-process run's progress until it ends;
+    Ctrl-C cancels it (every rank checkpoints and stops)."""
+    from lab import jobs
+    from lab.progress import ProgressBar
+
+    run = store.require_run(run_id)
+    print(f"run {run_id} ({run.nproc} processes) is {run.status}; follow it with "
+          f"`python -m lab show {run_id}`", file=sys.stderr)
+    if detach:
+        print(run_id)
+        return 0
+    bar = ProgressBar(epochs=run.epochs)
+    last_step = last_epoch = None
+    try:
+        while True:
+            for m in store.step_metrics(run_id, after_step=last_step):
+                bar.on_step(m)
+                last_step = m["step"]
+            for m in store.epoch_metrics(run_id, after_epoch=last_epoch):
+                bar.on_epoch(m)
+                last_epoch = m["epoch"]
+            run = store.require_run(run_id)
+            if run.status not in ("queued", "running"):
+                break
+            jobs.reconcile(store)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\ncancelling: every rank checkpoints and stops", file=sys.stderr)
+        jobs.cancel(run_id, store=store)
+        run = store.require_run(run_id)
+    finally:
+        bar.close()
+    print(f"run {run_id} {run.status}" + (f" ({run.error or run.reason})"
+                                          if run.status != "completed" else ""), file=sys.stderr)
+    return {"completed": 0, "failed": 1}.get(run.status, 130)
 
 
 def _train_foreground(store: Any, run_id: str) -> int:
@@ -260,6 +311,10 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--name", help="a label for the run")
     p.add_argument("--resume", metavar="RUN", help="continue a failed/interrupted/stale/"
                    "cancelled run from its last checkpoint")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train with DistributedDataParallel in N processes under torchrun "
+                   "(one per GPU on CUDA, gloo on CPU); the batch size stays global. Runs "
+                   "through the queue, taking N of its slots; --resume keeps the run's N")
     p.add_argument("--detach", action="store_true",
                    help="run as a background job (queued under the concurrency limit); "
                    "prints the run id")
