@@ -39,7 +39,7 @@ def _int_list(text: str) -> list[int]:
 
 
 _CONFIG_FLAGS = ("model", "dataset", "epochs", "batch_size", "memory", "fraction", "lr", "seed",
-                 "device", "optimizer", "data_root")
+                 "device", "optimizer", "data_root", "steps", "levels")
 _MODEL_FLAGS = ("blocks", "widths", "h")
 
 
@@ -297,6 +297,10 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--model", help="model name (see `python -m lab models`)")
     p.add_argument("--dataset", help="digits, shapes, cifar10, cifar100, stl10, imagefolder")
     p.add_argument("--epochs", type=int, help="passes over the training set")
+    p.add_argument("--steps", type=int, help="total optimizer steps (overrides --epochs; the lr "
+                   "schedule follows it)")
+    p.add_argument("--levels", type=int, help="multi-level training: start with the model as "
+                   "given and double its blocks (halving h) LEVELS-1 times during training")
     p.add_argument("--batch-size", type=int, help="samples per optimizer step")
     p.add_argument("--memory", choices=MEMORY_MODES, help="activation memory strategy (default: reversible)")
     p.add_argument("--fraction", type=float, help="share of the training set, in (0, 1]")
@@ -360,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     _add_run_commands(sub)
+    from lab.experiments.cli import add_experiment_command
+
+    add_experiment_command(sub)
     return parser
 
 

@@ -33,6 +33,8 @@ class TrainConfig:
     fraction: float = 1.0               # share of the training set used, in (0, 1]
     augment: bool = True                # random training augmentation from core.data
     epochs: int = 15                    # passes over the (fractional) training set
+    steps: int | None = None            # total optimizer steps; overrides epochs and schedule
+    levels: int = 1                     # multi-level: interpolate() (x2 blocks) levels-1 times
     batch_size: int = 64                # samples per optimizer step, summed over all processes
     lr: float | None = None             # peak learning rate; None: 0.1 for sgd, 1e-3 for adamw
     optimizer: str = "sgd"              # "sgd" (momentum below) or "adamw"
@@ -85,6 +87,9 @@ class TrainConfig:
         _check_number(self, "fraction", lo=0.0, lo_open=True, hi=1.0,
                       allowed="a number in (0, 1], e.g. 0.1 for 10% of the training set")
         _check_int(self, "epochs", minimum=1)
+        if self.steps is not None:
+            _check_int(self, "steps", minimum=1)
+        _check_int(self, "levels", minimum=1)
         _check_int(self, "batch_size", minimum=1)
         if self.lr is not None:
             _check_number(self, "lr", lo=0.0, lo_open=True,

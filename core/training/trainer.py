@@ -4,7 +4,8 @@ Nothing here knows a run store or a web app: progress leaves through ``Callback`
 the files of the run folder (see ``core.training.checkpoint``).
 
 Events passed to ``Callback.on_event(kind, message)``: ``start``, ``resume``, ``warning``,
-``nonfinite`` (a step was skipped), ``interrupted``, ``failed``, ``completed``.
+``nonfinite`` (a step was skipped), ``grow`` (multi-level: the model was interpolated),
+``interrupted``, ``failed``, ``completed``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from core.training import distributed, sampling
 from core.training.checkpoint import CONFIG, has_checkpoint, load_state, save_checkpoint, write_json
-from core.training.config import TrainConfig
+from core.training.config import TrainConfig, _jsonable
 from core.training.metrics import Running, peak_memory, reset_peak_memory, saved_tensors
 
 MAX_NONFINITE = 3  # consecutive non-finite losses that end a run as "failed"
@@ -191,7 +192,8 @@ class Trainer:
         self._data_bundle = data
         self._batch = sampling.per_rank_batch(cfg.batch_size, info)
         self.steps_per_epoch = sampling.steps_per_epoch(len(data.train), self._batch, info)
-        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.total_steps = cfg.steps or self.steps_per_epoch * cfg.epochs  # steps: overrides
+        self.level = 1  # multi-level: grown level-1 times so far (see _grow)
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_factor(cfg.schedule, self.total_steps))
@@ -205,6 +207,7 @@ class Trainer:
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / CONFIG, cfg.to_dict())
+        model = self.model  # a resume may have grown it (multi-level)
         self._ddp = (DistributedDataParallel(model, device_ids=[device.index]
                                              if device.type == "cuda" else None)
                      if info.enabled else model)
@@ -241,7 +244,7 @@ class Trainer:
         self._clock = lambda: time.perf_counter() - t0
         self._consistent = True
         try:
-            while pos.epoch < cfg.epochs:
+            while not self._done():
                 epoch_start = time.perf_counter() - self._epoch_elapsed
                 self._ddp.train()
                 loader = sampling.train_loader(
@@ -252,6 +255,7 @@ class Trainer:
                 t_last = time.perf_counter()
                 for x, y in loader:
                     self._consistent = False
+                    self._grow_to(1 + pos.step * cfg.levels // self.total_steps)
                     m = self._train_step(x, y, t_last)
                     self._epoch_elapsed = time.perf_counter() - epoch_start
                     self._consistent = True
@@ -265,10 +269,12 @@ class Trainer:
                     if (cfg.checkpoint_every and pos.step % cfg.checkpoint_every == 0
                             and self._streak == 0):
                         self._save("running")
+                    if self._done():  # a steps budget can end mid-epoch
+                        break
                     t_last = time.perf_counter()
                 self._end_epoch(time.perf_counter() - epoch_start, epoch_peak)
                 stop = self._stop_reason()
-                if stop is not None and pos.epoch < cfg.epochs:
+                if stop is not None and not self._done():
                     return self._interrupt(stop)
         except KeyboardInterrupt:
             return self._interrupt("KeyboardInterrupt",
@@ -278,8 +284,47 @@ class Trainer:
                       "smaller batch_size or memory='reversible'")
             self._event("failed", reason)
             return TrainResult("failed", reason, self._final())
-        self._event("completed", f"finished {cfg.epochs} epochs ({pos.step} steps)")
-        return TrainResult("completed", f"trained {cfg.epochs} epochs", self._final())
+        self._event("completed", f"finished {pos.epoch} epochs ({pos.step} steps)")
+        return TrainResult("completed", f"trained {pos.epoch} epochs ({pos.step} steps)",
+                           self._final())
+
+    def _done(self) -> bool:
+        """The steps budget is spent (``cfg.steps``), else every epoch is done."""
+        if self.cfg.steps is not None:
+            return self._pos.step >= self.total_steps
+        return self._pos.epoch >= self.cfg.epochs
+
+    def _grow_to(self, level: int, event: bool = True) -> None:
+        """Multi-level training: ``interpolate`` the model until it reaches ``level``.
+
+        The optimizer restarts (fresh momentum) on the grown parameters, with the lr schedule
+        continuing at the current step; DDP, if any, wraps the new model.
+        """
+        from core.analysis.interpolate import interpolate
+
+        while self.level < min(level, self.cfg.levels):
+            self.model = interpolate(self.model).to(self.device)
+            self.level += 1
+            step = self._pos.step
+            self.optimizer = build_optimizer(self.model, self.cfg)
+            factor = lr_factor(self.cfg.schedule, self.total_steps)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+            self.scheduler.last_epoch = step
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor(step)
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+            if self._dist.enabled:
+                self._ddp = DistributedDataParallel(
+                    self.model, device_ids=[self.device.index]
+                    if self.device.type == "cuda" else None)
+            else:
+                self._ddp = self.model
+            self._ddp.train()
+            if event:
+                c = self.model.config
+                self._event("grow", f"step {step}: level {self.level} of {self.cfg.levels}, "
+                            f"blocks {list(c.blocks)}, h={c.h:g}, "
+                            f"{sum(p.numel() for p in self.model.parameters())} parameters")
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor, t_start: float) -> dict:
         cfg, device, pos = self.cfg, self.device, self._pos
@@ -328,6 +373,7 @@ class Trainer:
             "samples_per_sec": count / dt if dt > 0 else float("nan"),
             "peak_mem_bytes": peak_memory(device), "saved_bytes": meter.bytes,
             "time": self._clock(), "skipped": skipped,
+            **({"level": self.level} if cfg.levels > 1 else {}),
         }
 
     def _end_epoch(self, epoch_time: float, epoch_peak: int) -> None:
@@ -344,7 +390,7 @@ class Trainer:
         self._running, self._epoch_elapsed = Running(), 0.0
         self._emit("on_epoch", dict(self._last_epoch))
         if self._streak == 0:
-            self._save("completed" if pos.epoch == self.cfg.epochs else "running")
+            self._save("completed" if self._done() else "running")
 
     @torch.no_grad()
     def _evaluate(self) -> tuple[float, float]:
@@ -426,12 +472,13 @@ class Trainer:
                 "running": self._running.state(), "elapsed": self._clock(),
                 "epoch_elapsed": self._epoch_elapsed, "nonfinite_streak": self._streak,
                 "last_lr": self._last_lr,
-                "last_epoch": dict(self._last_epoch),
+                "last_epoch": dict(self._last_epoch), "level": self.level,
             }
             meta = {"step": pos.step, "epoch": pos.epoch, "step_in_epoch": pos.step_in_epoch,
                     "epochs": self.cfg.epochs, "steps_per_epoch": self.steps_per_epoch,
                     "total_steps": self.total_steps, "status": status,
-                    "saved_at": time.time(), "metrics": dict(self._last_epoch)}
+                    "saved_at": time.time(), "metrics": dict(self._last_epoch),
+                    "level": self.level, "network": _network_json(self.model)}
             self.run_dir.mkdir(parents=True, exist_ok=True)
             path = save_checkpoint(self.run_dir, weights=self.model.state_dict(), state=state,
                                    meta=meta)
@@ -458,6 +505,7 @@ class Trainer:
             raise ValueError(f"cannot resume {self.run_dir}: {state['steps_per_epoch']} steps per "
                              f"epoch then, {self.steps_per_epoch} now (did the data or the number "
                              "of processes change?)")
+        self._grow_to(state.get("level", 1), event=False)  # the level it was saved at
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -491,6 +539,14 @@ class Trainer:
         if self._dist.is_main:
             for cb in self.callbacks:
                 cb.on_event(kind, message)
+
+
+def _network_json(model: nn.Module) -> dict | None:
+    """The model's NetworkConfig as JSON (grown models differ from the TrainConfig's)."""
+    import dataclasses
+
+    config = getattr(model, "config", None)
+    return _jsonable(dataclasses.asdict(config)) if dataclasses.is_dataclass(config) else None
 
 
 @contextlib.contextmanager
