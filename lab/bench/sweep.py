@@ -193,23 +193,21 @@ def _memory(case: dict, device: torch.device) -> dict:
 
 
 def run_sweep(cfg: SweepConfig, progress: Progress | None = None,
-              should_stop: Callable[[], bool] | None = None,
-              skip: Callable[[int], bool] | None = None) -> list[dict]:
+              should_stop: Callable[[], bool] | None = None) -> list[dict]:
     """Measure every depth of ``cfg``; one row per (depth, mode), depths in the given order.
 
     Row keys: family, blocks, depth, mode, held_mib, saved_mib, peak_mib, peak_over_start_mib,
     peak_method (with ``peak``), step_s, vs_standard, notes. A mode whose memory case failed
-    (e.g. out of memory) is not timed and says why in ``notes``. ``skip(blocks)`` leaves a depth
-    out (a resumed sweep's finished depths); ``should_stop()`` is asked between cases and
-    raises SweepStopped with the finished depths' rows.
+    (e.g. out of memory) is not timed and says why in ``notes``. ``progress`` hears of every
+    case; ``should_stop()`` is asked between cases and, when true, SweepStopped is raised with
+    the finished depths' rows.
     """
     cfg.validate()
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     modes = cfg.mode_list()
-    todo = [n for n in cfg.blocks if not (skip and skip(n))]
-    total, done = len(todo) * (len(modes) + 1), 0
+    total, done = len(cfg.blocks) * (len(modes) + 1), 0
     rows: list[dict] = []
 
     def tick(message: str) -> None:
@@ -222,7 +220,7 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None,
         if should_stop is not None and should_stop():
             raise SweepStopped(rows)
 
-    for n in todo:
+    for n in cfg.blocks:
         depth = cfg.layers(n)
         base = dict(kind="depth", family=cfg.family, blocks=n, widths=list(cfg.widths),
                     batch=cfg.batch, size=cfg.size, device=str(device), steps=2, peak=cfg.peak,

@@ -1,0 +1,89 @@
+"""Depth lab: sweep a family over depths in a background job; memory and step time vs depth."""
+
+import streamlit as st
+
+from core.network import FAMILIES
+from lab import depth_lab, jobs
+from lab.figures.depth import depth_figure
+from lab.store import RESUMABLE
+
+st.set_page_config(page_title="Depth lab · revlab", layout="wide")
+st.title("Depth lab")
+st.caption("How activation memory and training-step time grow with depth in each memory mode. "
+           "A sweep runs as a background job (queued with the training runs, so it never "
+           "competes with them for the CPU), is stored, and can be reopened below at any time.")
+jobs.reconcile()
+sweeps = depth_lab.list_sweeps()
+
+with st.expander("New sweep", expanded=not sweeps):
+    left, right = st.columns(2)
+    family = left.selectbox("Family", list(FAMILIES))
+    depths = right.text_input(f"Depths in layers (up to {depth_lab.MAX_LAYERS})",
+                              ", ".join(map(str, depth_lab.DEFAULT_LAYERS)))
+    choices = depth_lab.mode_choices(family)
+    modes = st.multiselect("Memory modes", choices, default=[m for m in choices if m != "budget"])
+    mode_mib = (st.number_input("Budget mode: MiB of activations", min_value=1.0, value=64.0)
+                if "budget" in modes else None)
+    c1, c2, c3 = st.columns(3)
+    batch = c1.number_input("Batch size", min_value=1, max_value=1024, value=32)
+    size = c2.selectbox("Image side (pixels, 3 channels)", [32, 16, 64])
+    repeats = c3.number_input("Timed steps per mode (median)", min_value=1, max_value=20,
+                              value=3)
+    peak = st.checkbox("Also measure peak memory (a fresh process per case: slower)")
+    if st.button("Run sweep", type="primary"):
+        try:
+            config = depth_lab.sweep_config(family, depths, modes, batch=int(batch), size=size,
+                                            repeats=int(repeats), peak=peak, budget_mib=mode_mib)
+            run_id = depth_lab.launch_sweep(config)
+        except (ValueError, TypeError) as e:
+            st.error(str(e))
+        else:
+            st.query_params["sweep"] = run_id
+            st.rerun()
+
+if not sweeps:
+    st.info("No sweeps yet: choose a family and depths above and press **Run sweep**. "
+            "The default (14, 74, 218 layers) takes about a minute on a laptop CPU.")
+    st.stop()
+
+ids = [r.id for r in sweeps]
+labels = {r.id: f"{r.id} · {r.name} · {r.status}" for r in sweeps}
+wanted = st.query_params.get("sweep")
+run_id = st.selectbox("Sweep", ids, index=ids.index(wanted) if wanted in ids else 0,
+                      format_func=labels.get, key="sweep_pick")
+if run_id != wanted:
+    st.query_params["sweep"] = run_id
+budget = st.number_input("Memory budget: MiB of activations", min_value=0.1, value=256.0,
+                         help="The largest depth whose activation memory fits, per mode.")
+first = depth_lab.view(run_id)
+
+
+@st.fragment(run_every=2 if first.active else None)
+def show_sweep(run_id: str, budget: float, was_active: bool) -> None:
+    v = depth_lab.view(run_id)
+    if was_active and not v.active:
+        st.rerun()  # finished: redraw the whole page once, without the timer
+    done, total, message = v.progress
+    st.markdown(f"**{v.run.name}** · status **{v.run.status}**"
+                + (f" · {v.run.reason}" if v.run.reason else ""))
+    if v.active:
+        st.progress(done / total if total else 0.0,
+                    text=f"{done}/{total} cases · {message or 'starting'}")
+        if st.button("Cancel sweep"):
+            jobs.cancel(v.run.id, wait=False)
+            st.rerun()
+    elif v.run.status in RESUMABLE and st.button("Resume sweep (keeps finished depths)"):
+        jobs.resume(v.run.id)
+        st.rerun()
+    if not v.rows:
+        st.info("No depth measured yet." if v.active else "This sweep measured nothing.")
+        return
+    st.plotly_chart(depth_figure(v.payload, budget, uirevision=f"depth-{v.run.id}"),
+                    key=f"depth-figure-{v.run.id}")
+    st.subheader(f"Deepest network within {budget:g} MiB")
+    st.dataframe(depth_lab.deepest_within(v.payload, budget), hide_index=True, width="stretch")
+    st.subheader("Measurements")
+    st.dataframe(depth_lab.result_table(v.rows), hide_index=True, width="stretch")
+
+
+show_sweep(run_id, budget, first.active)
