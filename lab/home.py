@@ -1,8 +1,10 @@
-"""What the lab's home page shows: recent runs and the model zoo, as plain rows."""
+"""What the lab's home page shows: recent runs, the benchmark behind its figure, the default run."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 
 from lab.store import Store
 
@@ -23,3 +25,23 @@ def run_rows(home: str | None = None, limit: int = 50) -> list[dict]:
             "reason": r.reason or r.error or "",
         })
     return rows
+
+
+# the benchmark the home page plots (written by `python -m lab bench scaling --tag cpu`)
+SCALING_JSON = Path(__file__).resolve().parent.parent / "docs" / "bench" / "scaling-cpu.json"
+
+
+def scaling_payload(path: str | Path | None = None) -> dict | None:
+    """The recorded scaling benchmark, or None when the file is missing or unreadable."""
+    try:
+        payload = json.loads(Path(path or SCALING_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) and payload.get("rows") else None
+
+
+def launch_default_run() -> str:
+    """Start the default training run (``TrainConfig()``) as a background job; its id."""
+    from lab import jobs
+
+    return jobs.launch({}, name="default")

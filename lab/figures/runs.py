@@ -1,0 +1,161 @@
+"""Training-run figures: a run's live curves, several runs overlaid, memory modes side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+
+from lab.figures import color, finish
+from lab.live import MAX_POINTS, LiveRun
+
+MIB = 1024 * 1024
+
+# metric -> (axis title, table it lives in, how to downsample, scale to display units)
+METRICS: dict[str, tuple[str, str, str, float]] = {
+    "loss": ("training loss", "step", "mean", 1.0),
+    "acc": ("training accuracy (batch)", "step", "mean", 1.0),
+    "samples_per_sec": ("samples / s", "step", "mean", 1.0),
+    "saved_bytes": ("activation memory (MiB kept for backward)", "step", "max", 1 / MIB),
+    "peak_mem_bytes": ("device peak memory (MiB)", "step", "max", 1 / MIB),
+    "test_acc": ("test accuracy", "epoch", "mean", 1.0),
+    "test_loss": ("test loss", "epoch", "mean", 1.0),
+    "train_acc": ("training accuracy (epoch)", "epoch", "mean", 1.0),
+    "train_loss": ("training loss (epoch)", "epoch", "mean", 1.0),
+}
+
+
+@dataclass
+class Trace:
+    """One line of a figure."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    color: str
+    dash: str = "solid"
+    markers: bool = False
+
+
+def smooth(y: np.ndarray, weight: float) -> np.ndarray:
+    """Exponential moving average with debiasing (TensorBoard's slider); NaNs are skipped.
+
+    ``weight`` in [0, 1): 0 leaves ``y`` as it is, 0.99 smooths strongly.
+    """
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight {weight!r} must be in [0, 1)")
+    y = np.asarray(y, dtype=np.float64)
+    if weight == 0.0 or len(y) == 0:
+        return y
+    out = np.empty_like(y)
+    acc, norm = 0.0, 0.0
+    for i, v in enumerate(y):
+        if np.isnan(v):
+            out[i] = np.nan
+            continue
+        acc = weight * acc + (1.0 - weight) * v
+        norm = weight * norm + (1.0 - weight)
+        out[i] = acc / norm
+    return out
+
+
+def curves_figure(traces: Sequence[Trace], *, title: str, x_title: str, y_title: str,
+                  log_x: bool = False, log_y: bool = False, uirevision: str = "lab",
+                  height: int = 320) -> go.Figure:
+    """Lines (``Trace``) on shared axes, in the lab's layout."""
+    fig = go.Figure()
+    for t in traces:
+        fig.add_trace(go.Scatter(
+            x=t.x, y=t.y, name=t.name, mode="lines+markers" if t.markers else "lines",
+            line=dict(color=t.color, dash=t.dash, width=2), marker=dict(size=6)))
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear")
+    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear")
+    return finish(fig, title=title, uirevision=uirevision, height=height)
+
+
+def live_figures(live: LiveRun, *, uirevision: str | None = None) -> dict[str, go.Figure]:
+    """The Train page's live charts of one run: loss, accuracy, memory, throughput.
+
+    Each step trace is downsampled to at most ``MAX_POINTS`` points; ``uirevision`` (default: the
+    run id) keeps the user's zoom across redraws of the same run.
+    """
+    rev = uirevision or live.run_id
+    x, loss = live.series("loss")
+    figs = {"loss": curves_figure(
+        [Trace("loss (per step)", x, loss, color("loss", 0))],
+        title="Loss", x_title="step", y_title="training loss", log_y=True, uirevision=rev)}
+    acc_traces = [Trace("train (per step)", *live.series("acc"), color("train", 0))]
+    ex, _ = live.epoch_series("test_acc")
+    if len(ex):
+        steps_per_epoch = _steps_per_epoch(live)
+        ex_steps = ex * steps_per_epoch - 1 if steps_per_epoch else ex
+        for key, name, i in (("train_acc", "train (epoch)", 3), ("test_acc", "test (epoch)", 1)):
+            acc_traces.append(Trace(name, ex_steps, live.epoch_series(key)[1], color(key, i),
+                                    markers=True))
+    figs["accuracy"] = curves_figure(acc_traces, title="Accuracy", x_title="step",
+                                     y_title="accuracy", uirevision=rev)
+    mem = [Trace("activation memory kept for backward", x,
+                 live.series("saved_bytes", how="max")[1] / MIB, color("reversible", 1))]
+    peak = live.series("peak_mem_bytes", how="max")[1]
+    if np.isfinite(peak).any():
+        mem.append(Trace("device peak (CUDA allocated, or process RSS on CPU)", x, peak / MIB,
+                         color("standard", 0), dash="dot"))
+    figs["memory"] = curves_figure(mem, title="Memory", x_title="step", y_title="MiB",
+                                   uirevision=rev)
+    figs["throughput"] = curves_figure(
+        [Trace("samples / s", *live.series("samples_per_sec"), color("throughput", 2))],
+        title="Throughput", x_title="step", y_title="samples / s", uirevision=rev)
+    return figs
+
+
+def _steps_per_epoch(live: LiveRun) -> float | None:
+    if live.total_steps and live.run is not None and live.run.epochs:
+        return live.total_steps / live.run.epochs
+    return None
+
+
+def run_series(live: LiveRun, metric: str, max_points: int = MAX_POINTS
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of any metric in ``METRICS`` for one run, in display units (steps or epochs)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
+    _, table, how, scale = METRICS[metric]
+    if table == "epoch":
+        x, y = live.epoch_series(metric)
+        return x, y * scale
+    x, y = live.series(metric, max_points, how)
+    return x, y * scale
+
+
+def overlay_figure(lives: Sequence[LiveRun], metric: str, *, labels: Sequence[str] | None = None,
+                   smoothing: float = 0.0, log_x: bool = False, log_y: bool = False,
+                   by_mode: bool = False, uirevision: str = "runs") -> go.Figure:
+    """One metric of several runs on shared axes (the Runs page's overlay, and "compare modes").
+
+    Args:
+        lives: the runs, read with ``LiveRun.refresh``.
+        metric: a key of ``METRICS``.
+        labels: legend names (default: run ids).
+        smoothing: EMA weight in [0, 1) applied to step metrics.
+        log_x, log_y: logarithmic axes.
+        by_mode: colour each run by its memory mode (standard vs reversible overlays).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
+    axis, table, _, _ = METRICS[metric]
+    labels = list(labels) if labels is not None else [lv.run_id for lv in lives]
+    traces = []
+    for i, (lv, label) in enumerate(zip(lives, labels, strict=True)):
+        x, y = run_series(lv, metric)
+        if table == "step" and smoothing:
+            y = smooth(y, smoothing)
+        mode = (lv.run.config.get("memory") if lv.run is not None else None) or ""
+        traces.append(Trace(label, x, y, color(mode, i) if by_mode else color("", i),
+                            dash="dash" if by_mode and mode == "standard" else "solid",
+                            markers=table == "epoch"))
+    return curves_figure(traces, title=axis[0].upper() + axis[1:], y_title=axis,
+                         x_title="epoch" if table == "epoch" else "step", log_x=log_x,
+                         log_y=log_y, uirevision=uirevision, height=380)
+

@@ -1,0 +1,121 @@
+"""What the Runs page shows: the runs table, configurations side by side, log tails, CSV exports.
+
+Plain Python over the run store (no Streamlit). The store also holds runs that are not training
+runs (Depth-lab sweeps, experiments' helpers): each row carries a ``kind`` (the config's ``kind``,
+else ``train`` for the training worker, else the worker's module name) so the page can filter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from lab.store import DEFAULT_WORKER, LOG_NAME, Run, Store
+
+STATUS_ICONS = {"queued": "⏳", "running": "▶️", "completed": "✅", "failed": "❌",
+                "interrupted": "⏸️", "cancelled": "⏹️", "stale": "⚠️"}
+
+
+def run_kind(run: Run) -> str:
+    """'train' for a training run, else what the run is (config ``kind`` or worker module)."""
+    kind = run.config.get("kind") if isinstance(run.config, dict) else None
+    if isinstance(kind, str) and kind:
+        return kind
+    return "train" if run.worker == DEFAULT_WORKER else run.worker
+
+
+def _when(t: float | None) -> str:
+    return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
+def table_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
+    """One flat row per run for ``st.dataframe`` (sortable columns; accuracies in percent)."""
+    rows = []
+    for r in runs:
+        final = r.final or {}
+        test = final.get("test_acc", r.last_test_acc)
+        cfg = r.config if isinstance(r.config, dict) else {}
+        kwargs = cfg.get("model_kwargs") or {}
+        rows.append({
+            "run": r.id, "status": f"{STATUS_ICONS.get(r.status, '')} {r.status}".strip(),
+            "kind": run_kind(r), "name": r.name or "", "model": str(cfg.get("model", "")),
+            "blocks": "-".join(map(str, kwargs["blocks"])) if "blocks" in kwargs else "",
+            "dataset": str(cfg.get("dataset", "")), "memory": str(cfg.get("memory", "")),
+            "epochs": cfg.get("epochs"), "batch": cfg.get("batch_size"),
+            "best test acc %": None if r.best_test_acc is None else round(100 * r.best_test_acc, 2),
+            "final test acc %": None if test is None else round(100 * test, 2),
+            "created": _when(r.created_at),
+            "duration s": None if r.duration is None else round(r.duration, 1),
+            "reason": r.reason or r.error or "",
+        })
+    return rows
+
+
+def filter_runs(runs: Sequence[Run], *, text: str = "", statuses: Iterable[str] = (),
+                kinds: Iterable[str] = ()) -> list[Run]:
+    """Runs whose status and kind are among those given (empty: any) and whose id, name or
+    config JSON contains ``text`` (case-insensitive; e.g. a model, dataset or ``memory``)."""
+    statuses, kinds, needle = set(statuses), set(kinds), text.strip().lower()
+    out = []
+    for r in runs:
+        if statuses and r.status not in statuses:
+            continue
+        if kinds and run_kind(r) not in kinds:
+            continue
+        if needle and needle not in " ".join(
+                (r.id, r.name or "", json.dumps(r.config, sort_keys=True))).lower():
+            continue
+        out.append(r)
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
+    return out
+
+
+def config_diff(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Configurations side by side: rows ``{"key": k, <run id>: value, ...}`` for every key of any
+    run (nested keys dotted, e.g. ``model_kwargs.blocks``), and the keys whose values differ."""
+    flat = [_flatten(r.config if isinstance(r.config, dict) else {}) for r in runs]
+    keys = sorted({k for f in flat for k in f})
+    rows, differ = [], []
+    for k in keys:
+        values = [f.get(k, "—") for f in flat]
+        rows.append({"key": k, **{r.id: str(v) for r, v in zip(runs, values)}})
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1:
+            differ.append(k)
+    return rows, differ
+
+
+def log_tail(store: Store, run_id: str, max_bytes: int = 8000) -> str:
+    """The end of the run's worker log (runs/<id>/worker.log), or '' when there is none."""
+    try:
+        with open(store.run_dir(run_id) / LOG_NAME, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(size - max_bytes, 0))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    if size > max_bytes:  # drop the partial first line
+        text = text.split("\n", 1)[-1]
+    return text
+
+
+def metrics_csv(store: Store, run_id: str) -> bytes:
+    """The run's step and epoch metrics as CSV bytes (the same file as `python -m lab export`)."""
+    from lab.cli import write_metrics_csv
+
+    out = io.StringIO()
+    write_metrics_csv(store, run_id, out)
+    return out.getvalue().encode()

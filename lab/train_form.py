@@ -1,0 +1,180 @@
+"""The Train page's form: its defaults, form values -> a TrainConfig dict, the launch preview.
+
+Everything here is plain Python (no Streamlit): the page draws widgets from ``form_defaults()``,
+hands their values to ``config_from_form`` and shows ``preview(config)`` before launch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import core
+from core.network import FAMILIES, NetworkConfig
+
+# (in_channels, image_size, num_classes) of each dataset, as core.data builds it
+# (tests/test_train_form.py checks the embedded ones against core.data.load_dataset)
+DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
+    "digits": (1, 8, 10), "shapes": (3, 32, 10), "cifar10": (3, 32, 10),
+    "cifar100": (3, 32, 100), "stl10": (3, 96, 10), "imagefolder": (3, 32, 10),
+}
+FAMILY_LABELS = {"hamiltonian": "Hamiltonian", "midpoint": "Midpoint", "leapfrog": "Leapfrog",
+                 "revnet": "RevNet", "resnet": "ResNet"}
+
+
+def int_list(text: str, name: str) -> tuple[int, ...]:
+    """'2, 2, 2' -> (2, 2, 2); ValueError naming the field and showing the expected form."""
+    try:
+        values = tuple(int(v) for v in str(text).replace(" ", "").split(",") if v != "")
+    except ValueError:
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise ValueError(f"{name}: {text!r} is not a list of positive whole numbers; write them "
+                         "comma-separated, e.g. 2,2,2")
+    return values
+
+
+def memory_modes(model: str) -> list[str]:
+    """The memory modes a model supports (reversible needs invertible blocks), default first."""
+    modes = list(core.MEMORY_MODES)
+    paired = core.model_config(model).paired
+    modes = [m for m in modes if paired or m != "reversible"]
+    first = "reversible" if paired else "standard"
+    return [first, *(m for m in modes if m != first)]
+
+
+def form_defaults() -> dict[str, Any]:
+    """The form's initial values: TrainConfig's defaults (so Launch trains the default run)."""
+    from core.training import TrainConfig
+
+    cfg, net = TrainConfig(), NetworkConfig()
+    return {
+        "source": "family", "family": cfg.model if cfg.model in FAMILIES else net.family,
+        "named": next(n for n in core.list_models() if n not in FAMILIES),
+        "blocks": ",".join(map(str, net.blocks)), "widths": ",".join(map(str, net.widths)),
+        "h": net.h, "memory": cfg.memory, "memory_mib": 256.0, "dataset": cfg.dataset,
+        "fraction": cfg.fraction, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+        "optimizer": cfg.optimizer, "lr": None, "seed": cfg.seed, "nproc": 1,
+    }
+
+
+def config_from_form(v: dict[str, Any]) -> dict[str, Any]:
+    """A TrainConfig dict from the form's values; ValueError/TypeError saying what to fix.
+
+    A family takes the form's blocks, widths and h (only those that differ from the family's
+    defaults are stored, so the default form gives exactly ``TrainConfig()``); a named model
+    brings its own blocks and widths and takes only h.
+    """
+    net = NetworkConfig()
+    if v["source"] == "family":
+        model = v["family"]
+        if model not in FAMILIES:
+            raise ValueError(f"family {model!r}; choose one of: {', '.join(FAMILIES)}")
+        kwargs: dict[str, Any] = {"blocks": list(int_list(v["blocks"], "blocks per stage")),
+                                  "widths": list(int_list(v["widths"], "widths")),
+                                  "h": float(v["h"])}
+        base = {"blocks": list(net.blocks), "widths": list(net.widths), "h": net.h}
+    elif v["source"] == "named":
+        model = v["named"]
+        kwargs = {"h": float(v["h"])}
+        base = {"h": net.h}
+    else:
+        raise ValueError(f"source {v['source']!r}; choose 'family' or 'named'")
+    model_kwargs = {k: x for k, x in kwargs.items() if x != base[k]}
+    config: dict[str, Any] = {
+        "model": model, "model_kwargs": model_kwargs, "dataset": v["dataset"],
+        "fraction": float(v["fraction"]), "epochs": int(v["epochs"]),
+        "batch_size": int(v["batch_size"]), "optimizer": v["optimizer"], "seed": int(v["seed"]),
+        "memory": v["memory"],
+    }
+    if v.get("lr"):
+        config["lr"] = float(v["lr"])
+    if v["memory"] == "budget":
+        config["memory_mib"] = float(v["memory_mib"])
+    if model_kwargs:  # the network must build: say which field is wrong before anything else
+        core.model_config(model, **model_kwargs)
+    return config
+
+
+@dataclass
+class Preview:
+    """What a configuration costs before it runs."""
+
+    params: int                    # trainable parameters
+    depth: int                     # weight layers (4 per reversible block, 2 per ResNet block)
+    input_shape: tuple[int, ...]   # (B, C, H, W) of one training batch
+    memory: dict[str, int] | None  # bytes kept for backward per memory mode; None: unavailable
+    note: str = ""                 # why memory is None, or a caveat
+
+
+def network_config(config: dict[str, Any]) -> NetworkConfig:
+    """The NetworkConfig a TrainConfig dict trains (the dataset fixes channels and classes)."""
+    channels, _, classes = DATASET_SHAPES.get(config.get("dataset", "digits"), (3, 32, 10))
+    return core.model_config(config.get("model", "hamiltonian"), in_channels=channels,
+                             num_classes=classes, **config.get("model_kwargs", {}))
+
+
+def count_parameters(net: NetworkConfig) -> int:
+    """Trainable parameters of ``net``, from short copies built on the ``meta`` device.
+
+    Blocks within a stage are identical, so the count is affine in each stage's block count:
+    build at most 3 blocks per stage and extrapolate (exact; no weights are allocated, and the
+    cost does not grow with depth).
+    """
+    import torch
+
+    def count(blocks: tuple[int, ...]) -> int:
+        with torch.device("meta"):
+            return core.count_parameters(core.ReversibleNet(dataclasses.replace(net,
+                                                                                blocks=blocks)))
+
+    short = tuple(min(n, 2) for n in net.blocks)
+    base = count(short)
+    return base + sum((n - 2) * (count(tuple(3 if t == s else k for t, k in enumerate(short)))
+                                 - base) for s, n in enumerate(net.blocks) if n > 2)
+
+
+def preview(config: dict[str, Any]) -> Preview:
+    """Parameters, depth and per-mode activation memory of a TrainConfig dict, without training.
+
+    Parameters are counted on the ``meta`` device (no weights allocated); the memory comes from
+    ``core.memory.estimate_activation_bytes`` (computed from the real model's forward on meta
+    tensors; well under a second even for 1202 layers).
+    """
+
+    net = network_config(config)
+    channels, size, _ = DATASET_SHAPES.get(config.get("dataset", "digits"), (3, 32, 10))
+    if config.get("dataset") == "imagefolder":
+        size = int(config.get("dataset_options", {}).get("image_size", size))
+    shape = (int(config.get("batch_size", 64)), channels, size, size)
+    params = count_parameters(net)
+    estimate = getattr(core.memory, "estimate_activation_bytes", None)
+    if estimate is None:
+        return Preview(params, net.depth, shape, None,
+                       "this core has no core.memory.estimate_activation_bytes yet")
+    modes = [m for m in ("standard", "checkpoint", "reversible") if m != "reversible" or net.paired]
+    try:
+        memory = estimate(net, input_shape=shape, modes=modes)
+    except (ValueError, TypeError, RuntimeError) as e:
+        return Preview(params, net.depth, shape, None, f"memory estimate failed: {e}")
+    note = "" if net.paired else f"{net.family} blocks are not invertible: no reversible mode"
+    return Preview(params, net.depth, shape, dict(memory), note)
+
+
+def launch(config: dict[str, Any], *, nproc: int = 1, compare: bool = False) -> list[str]:
+    """Start the run (or, with ``compare``, the same config in standard and reversible memory)
+    through ``lab.jobs.launch``; returns the run ids. Nothing is written for a bad config."""
+    from lab import jobs
+
+    if not compare:
+        return [jobs.launch(config, nproc=nproc)]
+    if not core.model_config(config["model"], **config.get("model_kwargs", {})).paired:
+        raise ValueError(f"{config['model']} has no reversible mode to compare with; pick a "
+                         "Hamiltonian, Midpoint, Leapfrog or RevNet model")
+    pair = [{**config, "memory": mode} for mode in ("standard", "reversible")]
+    for c in pair:
+        c.pop("memory_mib", None)
+        jobs.validate_config(c)  # both are checked before either is started
+    group = "compare-" + "-".join(str(x) for x in (config["model"], config.get("seed", 0)))
+    return [jobs.launch(c, nproc=nproc, name=f"{group}/{c['memory']}") for c in pair]

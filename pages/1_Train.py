@@ -1,0 +1,182 @@
+"""Train: configure a run, see what it costs, launch it, watch it live (?run=<id> reattaches)."""
+
+import streamlit as st
+
+import core
+from lab import jobs, train_form
+from lab.figures.runs import live_figures, overlay_figure
+from lab.live import LiveRun
+from lab.store import Store
+
+st.set_page_config(page_title="Train · revlab", layout="wide")
+st.title("Train")
+jobs.reconcile()  # cheap: marks dead runs stale, starts queued ones
+
+run_id = st.query_params.get("run")
+compare_id = st.query_params.get("compare")
+
+
+# -- the form ---------------------------------------------------------------------------------
+@st.cache_data(show_spinner="Computing parameters and activation memory ...", max_entries=64)
+def cached_preview(config_json: str) -> train_form.Preview:
+    import json
+
+    return train_form.preview(json.loads(config_json))
+
+
+def form() -> None:
+    d = train_form.form_defaults()
+    v: dict = {}
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        st.subheader("Model")
+        v["source"] = st.radio("Build from", ["family", "named"], key="source", horizontal=True,
+                               format_func={"family": "a family", "named": "a named model"}.get)
+        if v["source"] == "family":
+            fams = list(train_form.FAMILY_LABELS)
+            v["family"] = st.selectbox("Family", fams, index=fams.index(d["family"]),
+                                       format_func=train_form.FAMILY_LABELS.get, key="family")
+            v["blocks"] = st.text_input("Blocks per stage", d["blocks"], key="blocks",
+                                        help="comma-separated, one number per stage")
+            v["widths"] = st.text_input("Widths", d["widths"], key="widths",
+                                        help="stem width, then one per stage")
+            model = v["family"]
+        else:
+            named = [n for n in core.list_models() if n not in train_form.FAMILY_LABELS]
+            v["named"] = st.selectbox("Named model", named, key="named")
+            model = v["named"]
+        v["h"] = st.number_input("Step size h", 0.01, 10.0, d["h"], 0.1, key="h")
+        modes = train_form.memory_modes(model)
+        v["memory"] = st.selectbox("Memory mode", modes, key="memory")
+        v["memory_mib"] = (st.number_input("Memory budget (MiB)", 1.0, 1e6, d["memory_mib"],
+                                           key="memory_mib") if v["memory"] == "budget" else None)
+    with c2:
+        st.subheader("Data")
+        names = core.data.list_datasets()
+        v["dataset"] = st.selectbox("Dataset", names, index=names.index(d["dataset"]),
+                                    key="dataset")
+        v["fraction"] = st.slider("Training fraction", 0.05, 1.0, d["fraction"], 0.05,
+                                  key="fraction")
+        v["epochs"] = st.number_input("Epochs", 1, 10_000, d["epochs"], key="epochs")
+        v["batch_size"] = st.number_input("Batch size", 1, 8192, d["batch_size"], key="batch")
+    with c3:
+        st.subheader("Optimizer")
+        v["optimizer"] = st.selectbox("Optimizer", ["sgd", "adamw"], key="optimizer")
+        v["lr"] = st.number_input("Learning rate (0: the optimizer's default)", 0.0, 10.0, 0.0,
+                                  format="%.4g", key="lr")
+        v["seed"] = st.number_input("Seed", 0, 2**31 - 1, d["seed"], key="seed")
+        devices = jobs.visible_devices()
+        v["nproc"] = (st.number_input("Processes (one per GPU)", 1, devices, 1, key="nproc")
+                      if devices > 1 else 1)
+    try:
+        config = train_form.config_from_form(v)
+    except (ValueError, TypeError) as e:
+        st.error(f"{e}")
+        return
+    import json
+
+    p = cached_preview(json.dumps(config, sort_keys=True))
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Parameters", f"{p.params:,}")
+    m2.metric("Depth", f"{p.depth} layers")
+    m3.metric("Batch shape", "×".join(map(str, p.input_shape)))
+    if p.memory:
+        st.dataframe([{"memory mode": m, "activation memory kept (MiB)": round(b / 2**20, 2),
+                       "vs standard": f"{b / p.memory['standard']:.2f}x"
+                       if p.memory.get("standard") else ""} for m, b in p.memory.items()],
+                     hide_index=True, key="preview_memory")
+    if p.note:
+        st.caption(p.note)
+    b1, b2, _ = st.columns([1, 2, 3])
+    launch = b1.button("Launch", type="primary", key="launch")
+    compare = b2.button("Compare memory modes", key="compare",
+                        help="the same configuration twice, standard and reversible, overlaid",
+                        disabled="reversible" not in train_form.memory_modes(config["model"]))
+    if launch or compare:
+        try:
+            ids = train_form.launch(config, nproc=int(v["nproc"]), compare=compare)
+        except (ValueError, TypeError, jobs.JobError) as e:
+            st.error(f"Could not launch: {e}")
+            return
+        st.query_params.clear()
+        st.query_params["run"] = ids[-1]
+        if compare:
+            st.query_params["compare"] = ids[0]
+        st.rerun()
+
+
+# -- the live view ----------------------------------------------------------------------------
+def live_run(rid: str) -> LiveRun:
+    """This tab's incremental reader of a run (a reload starts a fresh one: it reads it all)."""
+    key = f"live:{rid}"
+    if key not in st.session_state:
+        st.session_state[key] = LiveRun(rid)
+    return st.session_state[key]
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA -"
+    s = int(round(seconds))
+    return f"ETA {s // 60}m{s % 60:02d}s" if s >= 60 else f"ETA {s}s"
+
+
+def panel(rid: str, other: str | None, active: bool) -> None:
+    with Store() as store:
+        live = live_run(rid)
+        live.refresh(store)
+        lives = [live]
+        if other:
+            lives.insert(0, live_run(other))
+            lives[0].refresh(store)
+    if live.run is None:
+        st.error(f"Run {rid} is not in this lab (deleted, or another LAB_HOME). Start a new one "
+                 "below.")
+        return
+    run = live.run
+    prog = live.progress()
+    label = run.name or f"{run.model} on {run.dataset}"
+    st.subheader(f"Run {rid}: {label}")
+    done = 0 if prog.step is None else prog.step + 1
+    st.progress(prog.fraction, text=f"{run.status} · step {done}/{prog.total_steps or '?'} · "
+                f"{_fmt_eta(prog.eta_s)}")
+    if run.status in ("failed", "stale", "interrupted", "cancelled"):
+        st.warning(f"{run.status}: {run.reason or ''} {run.error or ''}".strip())
+    elif run.status == "completed":
+        acc = (run.final or {}).get("test_acc", run.last_test_acc)
+        st.success("completed" + (f": test accuracy {100 * acc:.2f}%" if acc is not None
+                                   else ""))
+    if run.status in ("queued", "running") and st.button("Cancel", key=f"cancel-{rid}"):
+        for lv in lives:
+            if lv.run is not None and lv.run.status in ("queued", "running"):
+                jobs.cancel(lv.run_id, wait=False)
+        st.rerun(scope="app")
+    if other and lives[0].run is not None:
+        st.caption(f"Compare memory modes: {other} ({lives[0].run.config.get('memory')}) against "
+                   f"{rid} ({run.config.get('memory')}): same curves, different memory.")
+        c1, c2 = st.columns(2)
+        for col, metric in ((c1, "acc"), (c2, "saved_bytes")):
+            col.plotly_chart(overlay_figure(lives, metric, by_mode=True, uirevision=rid,
+                                            labels=[f"{lv.run_id} {lv.run.config.get('memory')}"
+                                                    if lv.run else lv.run_id for lv in lives]),
+                             key=f"cmp-{metric}-{rid}")
+    figs = live_figures(live)
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(figs["accuracy"], key=f"live-accuracy-{rid}")
+    c2.plotly_chart(figs["loss"], key=f"live-loss-{rid}")
+    c1.plotly_chart(figs["memory"], key=f"live-memory-{rid}")
+    c2.plotly_chart(figs["throughput"], key=f"live-throughput-{rid}")
+    still = any(lv.run is not None and lv.run.status in ("queued", "running") for lv in lives)
+    if active and not still:
+        st.rerun(scope="app")  # the run ended: redraw once without the timer
+
+
+if run_id:
+    with Store() as _store:
+        _runs = [_store.get_run(r) for r in (run_id, compare_id) if r]
+    active = any(r is not None and r.status in ("queued", "running") for r in _runs)
+    st.fragment(run_every=1.0 if active else None)(panel)(run_id, compare_id, active)
+    with st.expander("New run", expanded=False):
+        form()
+else:
+    form()

@@ -1,0 +1,107 @@
+"""Runs: every run in a sortable, filterable table; overlay curves, compare configs, act on runs."""
+
+import streamlit as st
+
+from lab import jobs, runs_view
+from lab.figures import to_html
+from lab.figures.runs import METRICS, overlay_figure
+from lab.live import LiveRun
+from lab.store import RESUMABLE, STATUSES, Store
+
+st.set_page_config(page_title="Runs · revlab", layout="wide")
+st.title("Runs")
+jobs.reconcile()  # cheap: dead runs show as stale, queued ones start
+
+with Store() as store:
+    all_runs = store.list_runs()
+if not all_runs:
+    st.info("No runs yet: launch one on the Train page or with `python -m lab train`.")
+    st.stop()
+
+# -- filter and table -------------------------------------------------------------------------
+kinds = sorted({runs_view.run_kind(r) for r in all_runs})
+f1, f2, f3 = st.columns([2, 2, 2])
+text = f1.text_input("Filter", key="filter", placeholder="id, name, model, dataset, memory ...")
+statuses = f2.multiselect("Status", STATUSES, key="statuses")
+kind_sel = f3.multiselect("Kind", kinds, default=["train"] if "train" in kinds else [],
+                          key="kinds", help="training runs; sweeps and other jobs have their own")
+runs = runs_view.filter_runs(all_runs, text=text, statuses=statuses, kinds=kind_sel)
+st.dataframe(runs_view.table_rows(runs), hide_index=True, width="stretch", key="runs_table")
+st.caption(f"{len(runs)} of {len(all_runs)} runs; click a column header to sort.")
+
+by_id = {r.id: r for r in runs}
+wanted = [r for r in st.query_params.get_all("run") if r in by_id]
+selected = st.multiselect(
+    "Select runs to compare", list(by_id), default=wanted, key="selected",
+    format_func=lambda i: f"{i} · {by_id[i].name or by_id[i].model} · {by_id[i].status}")
+if not selected:
+    st.stop()
+
+# -- overlay ----------------------------------------------------------------------------------
+st.header("Curves")
+c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
+metric = c1.selectbox("Metric", list(METRICS), key="metric",
+                      format_func=lambda m: METRICS[m][0])
+smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing")
+log_x = c3.checkbox("log x", key="log_x")
+log_y = c4.checkbox("log y", key="log_y")
+with Store() as store:
+    lives = [LiveRun(i) for i in selected]
+    for lv in lives:
+        lv.refresh(store)
+fig = overlay_figure(lives, metric, smoothing=smoothing, log_x=log_x, log_y=log_y,
+                     labels=[f"{lv.run_id} {lv.run.name or lv.run.model}" for lv in lives])
+st.plotly_chart(fig, key="overlay")
+st.download_button("Download this figure (HTML)", to_html(fig), file_name=f"runs-{metric}.html",
+                   mime="text/html", key="fig_html")
+
+# -- configurations side by side ----------------------------------------------------------------
+st.header("Configurations")
+rows, differ = runs_view.config_diff([by_id[i] for i in selected])
+only_diff = st.checkbox("Only the differences", key="only_diff", value=len(selected) > 1)
+shown = [r for r in rows if r["key"] in differ] if only_diff else rows
+if shown:
+    import pandas as pd
+
+    frame = pd.DataFrame(shown).set_index("key")
+    st.dataframe(frame.style.apply(
+        lambda row: ["background-color: #fff3b0" if row.name in differ else ""] * len(row),
+        axis=1), width="stretch", key="config_diff")
+else:
+    st.caption("The selected runs have the same configuration.")
+
+# -- one run at a time: details and actions -----------------------------------------------------
+st.header("Details and actions")
+for run_id in selected:
+    run = by_id[run_id]
+    with st.expander(f"{run_id} · {run.status} · {run.name or run.model}",
+                     expanded=len(selected) == 1):
+        if run.status in ("failed", "stale"):
+            st.error(f"{run.status}: {run.reason or 'no reason recorded'}"
+                     + (f"\n\n{run.error}" if run.error else ""))
+        elif run.reason:
+            st.caption(run.reason)
+        with Store() as store:
+            tail = runs_view.log_tail(store, run_id)
+            csv = runs_view.metrics_csv(store, run_id)
+        if run.status in ("failed", "stale", "interrupted", "cancelled") or tail:
+            st.code(tail or "(the log is empty)", language="text")
+        a1, a2, a3, a4 = st.columns(4)
+        a1.download_button("Metrics CSV", csv, file_name=f"{run_id}-metrics.csv",
+                           mime="text/csv", key=f"csv-{run_id}")
+        a2.page_link("pages/1_Train.py", label="Watch on Train", query_params={"run": run_id})
+        try:
+            if run.status in RESUMABLE and a3.button("Resume", key=f"resume-{run_id}"):
+                jobs.resume(run_id)
+                st.rerun()
+            if run.status in ("queued", "running") and a3.button("Cancel", key=f"cancel-{run_id}"):
+                jobs.cancel(run_id, wait=False)
+                st.rerun()
+            sure = a4.checkbox("Yes, delete it", key=f"sure-{run_id}",
+                               help="deletes the run, its metrics and its folder (checkpoints)")
+            if a4.button("Delete", key=f"delete-{run_id}", disabled=not sure):
+                jobs.delete(run_id, force=run.status in ("queued", "running"))
+                st.session_state.pop("selected", None)
+                st.rerun()
+        except (jobs.JobError, LookupError, ValueError) as e:
+            st.error(f"{e}")
