@@ -292,7 +292,8 @@ def _failure_reason(failures: Mapping[int, Any], first: int, ckpt: str | None) -
     how = (f"was killed by {f.signal_name()}" if f.exitcode < 0
            else f"exited with status {f.exitcode}")
     others = sorted(r for r in failures if r != first)
-    also = f" (ranks {', '.join(map(str, others))} failed too)" if others else ""
+    also = (f" (rank{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} failed "
+            "too)" if others else "")
     where = f"last checkpoint {ckpt}" if ckpt else "no checkpoint yet"
     return (f"lost rank {first} (local rank {f.local_rank}, pid {f.pid}): it {how}{also}; "
             f"torchrun stopped the other ranks; resume continues from the {where}")
