@@ -231,7 +231,7 @@ class ReversibleNet(nn.Module):
         self.check_input(x)
         x = self.stem(x)
         if self.config.paired:
-            if torch.is_autocast_enabled(x.device.type):
+            if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type):
                 x = x.float()  # keep the state in fp32 so reversal stays exact under autocast
             c = x.shape[1] // 2
             state: tuple[Tensor, ...] = (x[:, :c], x[:, c:])
