@@ -58,7 +58,8 @@ st.download_button("Download this figure (HTML)", to_html(fig), file_name=f"runs
 # -- configurations side by side ----------------------------------------------------------------
 st.header("Configurations")
 rows, differ = runs_view.config_diff([by_id[i] for i in selected])
-only_diff = st.checkbox("Only the differences", key="only_diff", value=len(selected) > 1)
+only_diff = st.checkbox("Only the differences", key="only_diff",
+                        help="the differences are highlighted either way")
 shown = [r for r in rows if r["key"] in differ] if only_diff else rows
 if shown:
     import pandas as pd

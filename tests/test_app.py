@@ -21,10 +21,29 @@ def test_home_page_with_no_runs(lab_home):
 
 
 def test_home_page_lists_runs(lab_home):
-    with Store(lab_home) as store:
-        run_id = store.create_run({"model": "hamiltonian", "dataset": "digits", "epochs": 3})
+    with Store(lab_home) as store:  # (a queued run would start: the page reconciles the queue)
+        run_id = store.create_run({"model": "hamiltonian", "dataset": "digits", "epochs": 3},
+                                  status="running")
+        store.finish(run_id, "failed", reason="boom")
     at = AppTest.from_file("../streamlit_app.py", default_timeout=60).run()
     assert not at.exception
     runs = at.dataframe[0].value
     assert list(runs["run"]) == [run_id]
-    assert list(runs["status"]) == ["queued"]
+    assert list(runs["status"]) == ["failed"]
+
+
+def test_home_shows_the_benchmark_figure_and_trains_the_default_model(lab_home, monkeypatch):
+    from lab import jobs
+
+    monkeypatch.setattr(jobs, "_spawn", lambda *a, **k: None)  # queue it, start no process
+    at = AppTest.from_file("../streamlit_app.py", default_timeout=60).run()
+    assert not at.exception
+    assert at.get("plotly_chart"), "the activation-memory-vs-depth figure is missing"
+    assert "flat" in at.markdown[0].value  # the three sentences say what the lab is for
+    at.button(key="train_default").click().run()
+    assert not at.exception
+    with Store(lab_home) as store:
+        (run,) = store.list_runs()
+    assert run.config["memory"] == "reversible" and run.name == "default"
+    assert at.query_params["run"] == run.id  # now on the Train page, attached to the run
+    assert at.subheader[0].value.startswith(f"Run {run.id}")

@@ -1,0 +1,177 @@
+"""AppTest of the Train and Runs pages (no browser: AppTest does not fire run_every timers and
+cannot see plotly, so tests/e2e drives the live curves in Chromium)."""
+
+import json
+import os
+import signal
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lab import jobs
+from lab.store import LOG_NAME, Store
+
+TIMEOUT = 120  # torch and the estimate's first import on a loaded 2-core machine
+# (AppTest does not expose st.dataframe keys: the Runs page's tables are [0] runs, [1] configs)
+
+
+@pytest.fixture
+def lab_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    monkeypatch.setenv("LAB_MAX_JOBS", "1")
+    yield tmp_path
+    with Store(tmp_path) as st:  # never leave a worker behind
+        for run in st.list_runs():
+            if run.pid and run.own_session and jobs.is_alive(run.pid, run.pid_start):
+                os.killpg(run.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def no_spawn(monkeypatch):
+    """Runs are queued and claimed as usual but no worker process starts."""
+    monkeypatch.setattr(jobs, "_spawn", lambda *a, **k: None)
+
+
+def train_page(**query) -> AppTest:
+    at = AppTest.from_file("../pages/1_Train.py", default_timeout=TIMEOUT)
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def runs_page(**query) -> AppTest:
+    at = AppTest.from_file("../streamlit_app.py", default_timeout=TIMEOUT)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    return at.switch_page("pages/2_Runs.py").run()
+
+
+def seed_runs(home) -> dict[str, str]:
+    """A completed run with curves, a failed one with a log, and a depth sweep."""
+    ids = {}
+    with Store(home) as st:
+        for name, memory, seed in (("done", "reversible", 0), ("broken", "standard", 1)):
+            rid = st.create_run({"model": "hamiltonian", "dataset": "digits", "epochs": 2,
+                                 "memory": memory, "seed": seed}, name=name, status="running")
+            st.add_event(rid, "start", json.dumps({"total_steps": 20}))
+            steps = [{"step": i, "loss": 2.0 / (i + 1), "acc": 0.05 * i, "saved_bytes": 1 << 20,
+                      "time": 0.1 * i} for i in range(20 if name == "done" else 7)]
+            epochs = [{"epoch": 0, "test_acc": 0.8}, {"epoch": 1, "test_acc": 0.95}]
+            ids[name] = rid
+            if name == "done":
+                st.finish(rid, "completed", final={"test_acc": 0.95}, steps=steps, epochs=epochs)
+            else:
+                st.run_dir(rid).mkdir(parents=True)
+                (st.run_dir(rid) / LOG_NAME).write_text("Traceback ...\nRuntimeError: boom\n")
+                st.finish(rid, "failed", reason="exception during training",
+                          error="RuntimeError: boom", steps=steps)
+        ids["sweep"] = st.create_run({"kind": "depth-sweep", "family": "hamiltonian"},
+                                     name="sweep", worker="lab.sweep_worker")
+    return ids
+
+
+# -- Train ------------------------------------------------------------------------------------
+def test_train_page_shows_the_form_and_the_cost_of_the_default_config(lab_home):
+    at = train_page()
+    assert not at.exception
+    assert {b.label for b in at.button} >= {"Launch", "Compare memory modes"}
+    for key in ("family", "memory", "dataset", "optimizer"):
+        assert at.selectbox(key=key).value is not None
+    assert at.selectbox(key="memory").value == "reversible"
+    assert [m.value for m in at.metric][:2] == ["32,730", "26 layers"]
+    if at.dataframe:  # the estimate has landed in core.memory
+        modes = list(at.dataframe[0].value["memory mode"])
+        assert modes == ["standard", "checkpoint", "reversible"]
+    at.selectbox(key="family").set_value("resnet").run()
+    assert "reversible" not in at.selectbox(key="memory").options
+    at.text_input(key="blocks").set_value("2,oops").run()
+    assert "blocks per stage" in at.error[0].value and not at.exception
+
+
+def test_launch_creates_the_run_puts_it_in_the_url_and_a_new_tab_reattaches(lab_home):
+    at = train_page()
+    at.text_input(key="blocks").set_value("1,1,1")
+    at.text_input(key="widths").set_value("4,4,4,4")
+    at.number_input(key="epochs").set_value(1)
+    at.button(key="launch").click().run()
+    assert not at.exception
+    with Store(lab_home) as st:
+        (run,) = st.list_runs()
+    assert run.config["model_kwargs"] == {"blocks": [1, 1, 1], "widths": [4, 4, 4, 4]}
+    assert run.config["epochs"] == 1 and run.status in ("queued", "running")
+    assert at.query_params["run"] == run.id
+    assert at.subheader[0].value.startswith(f"Run {run.id}")
+    again = train_page(run=run.id)  # a refresh, a second tab or a restarted server
+    assert not again.exception and again.subheader[0].value.startswith(f"Run {run.id}")
+    assert any(b.label == "Cancel" for b in again.button)
+
+
+def test_compare_memory_modes_launches_standard_and_reversible(lab_home, no_spawn):
+    at = train_page()
+    at.button(key="compare").click().run()
+    assert not at.exception
+    with Store(lab_home) as st:
+        runs = {r.config["memory"]: r for r in st.list_runs()}
+    assert set(runs) == {"standard", "reversible"}
+    assert at.query_params["run"] == runs["reversible"].id
+    assert at.query_params["compare"] == runs["standard"].id
+    assert {k: v for k, v in runs["standard"].config.items() if k != "memory"} == \
+        {k: v for k, v in runs["reversible"].config.items() if k != "memory"}
+
+
+def test_completed_and_unknown_runs(lab_home):
+    ids = seed_runs(lab_home)
+    at = train_page(run=ids["done"])
+    assert not at.exception and "95.00%" in at.success[0].value
+    assert not any(b.label == "Cancel" for b in at.button)
+    gone = train_page(run="deadbeef")
+    assert not gone.exception and "not in this lab" in gone.error[0].value
+    assert any(b.label == "Launch" for b in gone.button)
+
+
+# -- Runs -------------------------------------------------------------------------------------
+def test_runs_table_filters_kinds_and_text(lab_home):
+    ids = seed_runs(lab_home)
+    at = runs_page()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {ids["done"], ids["broken"]}  # training runs by default
+    at.multiselect(key="kinds").set_value(["depth-sweep", "train"]).run()
+    assert ids["sweep"] in set(at.dataframe[0].value["run"])
+    at.text_input(key="filter").set_value("broken").run()
+    assert list(at.dataframe[0].value["run"]) == [ids["broken"]]
+
+
+def test_selected_runs_overlay_diff_and_failed_reason(lab_home):
+    ids = seed_runs(lab_home)
+    at = runs_page(run=ids["broken"])
+    assert at.multiselect(key="selected").value == [ids["broken"]]
+    assert "exception during training" in at.error[0].value
+    assert "RuntimeError: boom" in at.code[0].value  # the log tail
+    at.multiselect(key="selected").set_value([ids["done"], ids["broken"]]).run()
+    assert not at.exception
+    every = at.dataframe[1].value
+    assert {"memory", "seed", "model", "epochs"} <= set(every.index)
+    at.checkbox(key="only_diff").check().run()
+    assert set(at.dataframe[1].value.index) == {"memory", "seed"}
+    labels = {b.label for b in at.get("download_button")} if at.get("download_button") else set()
+    assert at.get("plotly_chart") and len(at.get("download_button")) == 3, labels
+
+
+def test_resume_and_delete_with_confirmation(lab_home, no_spawn):
+    ids = seed_runs(lab_home)
+    at = runs_page(run=ids["broken"])
+    rid = ids["broken"]
+    at.button(key=f"resume-{rid}").click().run()
+    with Store(lab_home) as st:
+        assert st.get_run(rid).status in ("queued", "running")
+    at = runs_page(run=ids["done"])
+    done = ids["done"]
+    assert at.button(key=f"delete-{done}").disabled
+    at.checkbox(key=f"sure-{done}").check().run()
+    at.button(key=f"delete-{done}").click().run()
+    assert not at.exception
+    with Store(lab_home) as st:
+        assert st.get_run(done) is None
+    assert not (lab_home / "runs" / done).exists()
