@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from lab import jobs
-from lab.store import LOG_NAME, MetricsWriter, RunNotFoundError, Store
+from lab.store import _RUN_ID, LOG_NAME, MetricsWriter, RunNotFoundError, Store, lab_home
 
 END_STATUSES = ("completed", "failed", "interrupted")  # what Trainer.fit may report
 
@@ -229,6 +229,7 @@ def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = defa
 
 # -- multi-process runs (torchrun) -----------------------------------------------------------------
 SUPERVISOR_ENV = "LAB_DDP_SUPERVISOR"  # pid of the supervising process, set for every rank
+RUN_CONFIG = "config.json"  # in the run folder: what the ranks other than 0 train
 RESUME_ENV = "LAB_DDP_RESUME"  # "1" when the ranks continue the run folder's checkpoint
 SHUTDOWN_TIMEOUT = 15  # s torchrun waits for ranks to stop after SIGTERM before SIGKILL
 
@@ -251,15 +252,24 @@ def _die_with_supervisor() -> None:
 
 
 def execute_rank(run_id: str, *, trainer_factory: TrainerFactory = default_trainer) -> int:
-    """A rank other than 0: train its shard with no callbacks, writing nothing; exit status."""
+    """A rank other than 0: train its shard with no callbacks, writing nothing; exit status.
+
+    It reads the config from the run folder's config.json (the supervisor writes it before
+    torchrun starts), so it never opens lab.db (another node may not even have it).
+    """
     rank = _rank_world()[0]
-    with Store() as store:  # read only: the config
-        run = store.get_run(run_id)
-    if run is None:
-        print(f"[lab.worker rank {rank}] no run {run_id!r}", file=sys.stderr)
+    if not _RUN_ID.match(run_id):
+        print(f"[lab.worker rank {rank}] invalid run id {run_id!r}", file=sys.stderr)
+        return 2
+    run_dir = lab_home() / "runs" / run_id
+    try:
+        config = json.loads((run_dir / RUN_CONFIG).read_text())
+    except (OSError, ValueError) as e:
+        print(f"[lab.worker rank {rank}] cannot read the run's config {run_dir / RUN_CONFIG}: "
+              f"{e}; is LAB_HOME the same folder as on node 0?", file=sys.stderr)
         return 2
     resume = os.environ.get(RESUME_ENV, "1") == "1"
-    trainer = trainer_factory(run.config, store.run_dir(run_id), [])
+    trainer = trainer_factory(config, run_dir, [])
     result = trainer.fit(resume=resume)
     print(f"[lab.worker rank {rank}] {result.status}: {result.reason}", file=sys.stderr,
           flush=True)
@@ -315,9 +325,15 @@ def supervise(store: Store, run_id: str, nproc: int) -> str:
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    run_dir = store.run_dir(run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".{RUN_CONFIG}.tmp"  # the other ranks read it; the trainer rewrites it
+    tmp.write_text(json.dumps(run.config, indent=2, sort_keys=True))
+    os.replace(tmp, run_dir / RUN_CONFIG)
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
     os.environ[RESUME_ENV] = "1" if run.attempts > 1 else "0"
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # single node: gloo stays on loopback
+    if not os.environ.get("LAB_RDZV_ENDPOINT"):  # one node: gloo stays on loopback
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     args = torchrun_args(run_id, nproc, run.worker)
     print(f"[lab.worker] run {run_id}: torchrun {' '.join(args)}", file=sys.stderr, flush=True)
     status, reason, error, stopped = None, None, None, None
