@@ -160,7 +160,8 @@ def panel(rid: str, other: str | None, active: bool) -> None:
                                             labels=[f"{lv.run_id} {lv.run.config.get('memory')}"
                                                     if lv.run else lv.run_id for lv in lives]),
                              key=f"cmp-{metric}-{rid}")
-    figs = live_figures(live)
+    figs = live_figures(live, previous=st.session_state.get(f"figs:{rid}"))
+    st.session_state[f"figs:{rid}"] = figs  # next tick replaces only the data
     c1, c2 = st.columns(2)
     c1.plotly_chart(figs["accuracy"], key=f"live-accuracy-{rid}")
     c2.plotly_chart(figs["loss"], key=f"live-loss-{rid}")

@@ -118,3 +118,21 @@ def test_overlay_colours_by_memory_mode_and_takes_log_axes(store):
     assert fig.data[0].y.max() == pytest.approx(5.0) and fig.data[1].y.max() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="unknown metric"):
         figs.overlay_figure(lives, "bogus")
+
+
+def test_live_figures_update_in_place_and_rebuild_when_lines_change(store):
+    rid = running_run(store, total_steps=100, epochs=10)
+    store.write_metrics(rid, [step(i) for i in range(10)])
+    live = LiveRun(rid)
+    live.refresh(store)
+    first = figs.live_figures(live)
+    store.write_metrics(rid, [step(i) for i in range(10, 20)], [{"epoch": 0, "test_acc": 0.7,
+                                                                 "train_acc": 0.6}])
+    live.refresh(store)
+    second = figs.live_figures(live, previous=first)
+    assert second["loss"] is first["loss"] and len(second["loss"].data[0].x) == 20
+    assert second["accuracy"] is not first["accuracy"]  # epoch lines appeared: a new figure
+    assert [t.name for t in second["accuracy"].data][-1] == "test (epoch)"
+    other = LiveRun(running_run(store))
+    other.refresh(store)
+    assert figs.live_figures(other, previous=second)["loss"] is not second["loss"]  # new run

@@ -75,39 +75,58 @@ def curves_figure(traces: Sequence[Trace], *, title: str, x_title: str, y_title:
     return finish(fig, title=title, uirevision=uirevision, height=height)
 
 
-def live_figures(live: LiveRun, *, uirevision: str | None = None) -> dict[str, go.Figure]:
-    """The Train page's live charts of one run: loss, accuracy, memory, throughput.
+# the live charts: key -> (title, y axis title, log y)
+LIVE = {"accuracy": ("Accuracy", "accuracy", False), "loss": ("Loss", "training loss", True),
+        "memory": ("Memory", "MiB", False), "throughput": ("Throughput", "samples / s", False)}
 
-    Each step trace is downsampled to at most ``MAX_POINTS`` points; ``uirevision`` (default: the
-    run id) keeps the user's zoom across redraws of the same run.
-    """
-    rev = uirevision or live.run_id
+
+def live_traces(live: LiveRun) -> dict[str, list[Trace]]:
+    """The lines of each live chart of one run, each step trace at most ``MAX_POINTS`` long."""
     x, loss = live.series("loss")
-    figs = {"loss": curves_figure(
-        [Trace("loss (per step)", x, loss, color("loss", 0))],
-        title="Loss", x_title="step", y_title="training loss", log_y=True, uirevision=rev)}
-    acc_traces = [Trace("train (per step)", *live.series("acc"), color("train", 0))]
+    acc = [Trace("train (per step)", *live.series("acc"), color("train", 0))]
     ex, _ = live.epoch_series("test_acc")
     if len(ex):
         steps_per_epoch = _steps_per_epoch(live)
         ex_steps = ex * steps_per_epoch - 1 if steps_per_epoch else ex
         for key, name, i in (("train_acc", "train (epoch)", 3), ("test_acc", "test (epoch)", 1)):
-            acc_traces.append(Trace(name, ex_steps, live.epoch_series(key)[1], color(key, i),
-                                    markers=True))
-    figs["accuracy"] = curves_figure(acc_traces, title="Accuracy", x_title="step",
-                                     y_title="accuracy", uirevision=rev)
+            acc.append(Trace(name, ex_steps, live.epoch_series(key)[1], color(key, i),
+                             markers=True))
     mem = [Trace("activation memory kept for backward", x,
                  live.series("saved_bytes", how="max")[1] / MIB, color("reversible", 1))]
     peak = live.series("peak_mem_bytes", how="max")[1]
     if np.isfinite(peak).any():
         mem.append(Trace("device peak (CUDA allocated, or process RSS on CPU)", x, peak / MIB,
                          color("standard", 0), dash="dot"))
-    figs["memory"] = curves_figure(mem, title="Memory", x_title="step", y_title="MiB",
-                                   uirevision=rev)
-    figs["throughput"] = curves_figure(
-        [Trace("samples / s", *live.series("samples_per_sec"), color("throughput", 2))],
-        title="Throughput", x_title="step", y_title="samples / s", uirevision=rev)
-    return figs
+    return {"accuracy": acc, "loss": [Trace("loss (per step)", x, loss, color("loss", 0))],
+            "memory": mem,
+            "throughput": [Trace("samples / s", *live.series("samples_per_sec"),
+                                 color("throughput", 2))]}
+
+
+def live_figures(live: LiveRun, *, previous: dict[str, go.Figure] | None = None,
+                 uirevision: str | None = None) -> dict[str, go.Figure]:
+    """The Train page's live charts of one run: accuracy, loss, memory, throughput.
+
+    Each step trace is downsampled to at most ``MAX_POINTS`` points; ``uirevision`` (default: the
+    run id) keeps the user's zoom across redraws of the same run. Pass the figures of the last
+    tick as ``previous``: a chart whose lines are unchanged gets only its data replaced, in
+    place (building a plotly figure with its template costs far more than new data).
+    """
+    rev = uirevision or live.run_id
+    out = {}
+    for key, traces in live_traces(live).items():
+        fig = (previous or {}).get(key)
+        if (fig is not None and fig.layout.uirevision == rev
+                and [t.name for t in fig.data] == [t.name for t in traces]):
+            with fig.batch_update():
+                for old, t in zip(fig.data, traces):
+                    old.x, old.y = t.x, t.y
+        else:
+            title, y_title, log_y = LIVE[key]
+            fig = curves_figure(traces, title=title, x_title="step", y_title=y_title,
+                                log_y=log_y, uirevision=rev)
+        out[key] = fig
+    return out
 
 
 def _steps_per_epoch(live: LiveRun) -> float | None:
