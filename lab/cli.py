@@ -364,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     _add_run_commands(sub)
+    from lab.classify.cli import add_classify_command
+
+    add_classify_command(sub)
     from lab.experiments.cli import add_experiment_command
 
     add_experiment_command(sub)

@@ -1,0 +1,28 @@
+"""Classify: the Gradio image classifier, started on demand as its own process and embedded."""
+
+import streamlit as st
+
+from lab.classify.server import NoRunsError, ServerError, ensure_server, stop_server
+
+st.set_page_config(page_title="Classify · revlab", layout="wide")
+st.title("Classify")
+st.caption("Pick a completed run, then upload images, draw a digit or click an example: the "
+           "classifier shows the top 5 classes and the picture as the model sees it.")
+
+try:
+    with st.spinner("Starting the classifier (the first time takes 10-30 s) ..."):
+        server = ensure_server()
+except NoRunsError as e:
+    st.info(str(e))
+except ServerError as e:
+    st.error(str(e))
+else:
+    st.iframe(server.url, height=1150)
+    left, right = st.columns([4, 1])
+    left.caption(f"Served on this machine at {server.url} (process {server.pid}); "
+                 f"it keeps running when this page reloads. `python -m lab classify` serves "
+                 f"the same app on its own.")
+    if right.button("Restart classifier", key="restart_classifier",
+                    help="stop the classifier process; it starts afresh on the next load"):
+        stop_server()
+        st.rerun()
