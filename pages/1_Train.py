@@ -140,6 +140,9 @@ def panel(rid: str, other: str | None, active: bool) -> None:
     done = 0 if prog.step is None else prog.step + 1
     st.progress(prog.fraction, text=f"{run.status} · step {done}/{prog.total_steps or '?'} · "
                 f"{_fmt_eta(prog.eta_s)}")
+    if run.status == "queued":
+        st.info(f"Queued: it starts when a slot frees up ({jobs.max_concurrent()} run(s) at a "
+                "time; set LAB_MAX_JOBS to change it). The Runs page shows what is running.")
     if run.status in ("failed", "stale", "interrupted", "cancelled"):
         st.warning(f"{run.status}: {run.reason or ''} {run.error or ''}".strip())
     elif run.status == "completed":
