@@ -117,7 +117,7 @@ def _cmd_drift(args: argparse.Namespace) -> int:
                          anchor_every=args.anchor_every, seed=args.seed)
     path = drift.write_report(rows, Path(args.out), command, blocks=args.blocks,
                               train_steps=args.train_steps, anchor_every=args.anchor_every)
-    print(drift.table(rows))
+    print(drift.table(rows, args.anchor_every))
     print(f"wrote {path}", file=sys.stderr)
     return 0
 
