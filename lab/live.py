@@ -86,8 +86,6 @@ class LiveRun:
         if self.run is None:
             return 0
         new = store.step_metrics(self.run_id, after_step=self.last_step)
-        if new and self.last_step is not None and new[0]["step"] <= self.last_step:
-            new = [m for m in new if m["step"] > self.last_step]  # defensive: keep steps rising
         for m in new:
             self.steps["step"].append(m["step"])
             for k in STEP_KEYS:

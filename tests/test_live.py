@@ -49,7 +49,11 @@ def test_live_run_reads_only_new_rows_and_a_fresh_one_reads_everything(store):
     live = LiveRun(rid)
     assert live.refresh(store) == 30 and live.total_steps == 100
     store.write_metrics(rid, [step(i) for i in range(30, 45)])
-    assert live.refresh(store) == 15
+    asked = []
+    read = store.step_metrics
+    store.step_metrics = lambda run_id, **kw: asked.append(kw) or read(run_id, **kw)
+    assert live.refresh(store) == 15 and asked == [{"after_step": 29}]  # only the new rows
+    del store.step_metrics
     assert live.refresh(store) == 0
     assert live.steps["step"] == list(range(45))
     # st.session_state is gone after a reload: a new LiveRun reads the whole run, same data
