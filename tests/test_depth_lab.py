@@ -1,5 +1,6 @@
 """Depth lab: sweep configs and their errors, the sweep loop, a sweep job end to end, the page."""
 
+import math
 import time
 
 import pytest
@@ -181,7 +182,10 @@ def test_depth_figure_log_axes_one_line_per_mode():
     assert layout.xaxis.type == layout.xaxis2.type == "log"
     assert layout.yaxis.type == layout.yaxis2.type == "log"
     assert layout.uirevision == "depth-x"
-    assert any(s.y0 == 45 for s in layout.shapes)  # the budget line
+    # the budget: a line at 45 MiB, its label at log10(45) (plotly.js annotations on log axes)
+    assert [s.y0 for s in layout.shapes] == [45]
+    assert [a.y for a in layout.annotations if "budget" in a.text] == [
+        pytest.approx(math.log10(45))]
 
 
 # ---------------------------------------------------------------- a sweep job end to end

@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shlex
 import socket
 import statistics
 import subprocess
@@ -240,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(measure_once(Path(tmp)))
         print(f"  run {i + 1}: first page {runs[-1]['first_page_s']:.2f} s, first live point "
               f"{runs[-1]['first_live_point_s']:.2f} s", flush=True)
-    command = "python -m lab.bench.app_browser " + " ".join(argv if argv is not None
-                                                              else sys.argv[1:])
+    command = "python -m lab.bench.app_browser " + shlex.join(argv if argv is not None
+                                                                else sys.argv[1:])
     med = {k: statistics.median(r[k] for r in runs) for k in ("first_page_s",
                                                               "first_live_point_s")}
     load = os.getloadavg()

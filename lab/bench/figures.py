@@ -7,6 +7,7 @@ can show the same figure with ``st.plotly_chart(figure(json.loads(path.read_text
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,8 +123,10 @@ def scaling_figure(payload: dict) -> go.Figure:
             fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{mode} (linear fit)", legendgroup=mode,
                                      showlegend=False, mode="lines",
                                      line=dict(color=color, dash="dot")), row=1, col=1)
-    fig.add_hline(y=budget, line=dict(color="grey", dash="dash"), row=1, col=1,
-                  annotation_text=f"budget {budget:g} MiB", annotation_position="top left")
+    fig.add_hline(y=budget, line=dict(color="grey", dash="dash"), row=1, col=1)
+    # on a log axis plotly.js takes a shape's y as data but an annotation's as log10(y)
+    fig.add_annotation(text=f"budget {budget:g} MiB", x=0, xref="x domain", y=math.log10(budget),
+                       yref="y", showarrow=False, xanchor="left", yanchor="bottom")
     fig.update_xaxes(type="log", title_text="layers")
     fig.update_yaxes(type="log", title_text="MiB", row=1, col=1)
     fig.update_yaxes(title_text="s", row=1, col=2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -34,9 +36,11 @@ def depth_figure(payload: dict, budget_mib: float | None = None, *,
                 hovertemplate=f"{mode}<br>%{{x}} layers<br>%{{y:.4g}} {unit}<extra></extra>"),
                 row=1, col=col)
     if budget_mib:
-        fig.add_hline(y=budget_mib, line=dict(color="grey", dash="dash"), row=1, col=1,
-                      annotation_text=f"budget {budget_mib:g} MiB",
-                      annotation_position="top left")
+        fig.add_hline(y=budget_mib, line=dict(color="grey", dash="dash"), row=1, col=1)
+        # on a log axis plotly.js takes a shape's y as data but an annotation's as log10(y)
+        fig.add_annotation(text=f"budget {budget_mib:g} MiB", x=0, xref="x domain",
+                           y=math.log10(budget_mib), yref="y", showarrow=False,
+                           xanchor="left", yanchor="bottom", font=dict(color="grey"))
     fig.update_xaxes(type="log", title_text="layers")
     fig.update_yaxes(type="log", title_text="MiB", row=1, col=1)
     fig.update_yaxes(type="log", title_text="s", row=1, col=2)
