@@ -6,6 +6,7 @@ memory meter. Data, training and analysis live in ``core.data``, ``core.training
 """
 
 from core.blocks import (
+                         Coupling,
                          HamiltonianBlock,
                          LeapfrogBlock,
                          MidpointBlock,
@@ -13,14 +14,17 @@ from core.blocks import (
                          ReversibleBlock,
                          RevNetBlock,
 )
-from core.memory import MEMORY_MODES, SavedTensorMeter
+from core.budget import MemoryPlan
+from core.memory import MEMORY_MODES, SavedTensorMeter, estimate_activation_bytes
 from core.network import NetworkConfig, ReversibleNet
+from core.reversible import ReversibleSegment
 from core.zoo import count_parameters, create_model, list_models, model_config
 
 __all__ = [
-    "MEMORY_MODES", "HamiltonianBlock", "LeapfrogBlock", "MidpointBlock", "NetworkConfig",
-    "ResNetBlock", "RevNetBlock", "ReversibleBlock", "ReversibleNet", "SavedTensorMeter",
-    "count_parameters", "create_model", "list_models", "model_config",
+    "MEMORY_MODES", "Coupling", "HamiltonianBlock", "LeapfrogBlock", "MidpointBlock",
+    "NetworkConfig", "MemoryPlan", "ResNetBlock", "RevNetBlock", "ReversibleBlock", "ReversibleNet",
+    "ReversibleSegment", "SavedTensorMeter", "count_parameters", "create_model",
+    "estimate_activation_bytes", "list_models", "model_config",
 ]
 
 

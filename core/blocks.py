@@ -18,6 +18,8 @@ Maths (PAPER.md; ``K^T`` is the transposed convolution sharing ``K``'s weight, `
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -48,6 +50,12 @@ class Coupling(nn.Module):
 
     def __init__(self, f: nn.Module, p: float = 1.0, q: float = 0.0, r: float = 1.0):
         super().__init__()
+        if not isinstance(f, nn.Module):
+            raise TypeError(f"Coupling(f): f must be a torch.nn.Module (its parameters are "
+                            f"trained and rebuilt), got {type(f).__name__}")
+        for name, v in (("p", p), ("q", q), ("r", r)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise TypeError(f"Coupling {name}={v!r} must be a finite number")
         if p == 0:
             raise ValueError("a coupling needs p != 0 to be invertible")
         self.f, self.p, self.q, self.r = f, float(p), float(q), float(r)
@@ -73,9 +81,25 @@ class Coupling(nn.Module):
 
 
 class ReversibleBlock(nn.Module):
-    """Two couplings on a pair; subclasses only choose the sub-functions and coefficients."""
+    """Two couplings on a pair: ``a2 = coupling_a(a, b)``, then ``b2 = coupling_b(b, a2)``.
+
+    ``ReversibleBlock(Coupling(f), Coupling(g))`` makes any two shape-preserving modules a
+    reversible block (``f`` maps ``b`` to ``a``'s shape, ``g`` maps ``a2`` to ``b``'s shape);
+    subclasses pass nothing and set ``self.couplings`` themselves.
+    """
 
     couplings: nn.ModuleList  # [updates a from b, updates b from the new a]
+
+    def __init__(self, coupling_a: Coupling | None = None, coupling_b: Coupling | None = None):
+        super().__init__()
+        given = [c for c in (coupling_a, coupling_b) if c is not None]
+        if not given:
+            return
+        if len(given) != 2 or not all(isinstance(c, Coupling) for c in given):
+            raise TypeError("ReversibleBlock(coupling_a, coupling_b) takes two core.Coupling "
+                            f"modules, got {type(coupling_a).__name__} and "
+                            f"{type(coupling_b).__name__}; wrap a module f as Coupling(f)")
+        self.couplings = nn.ModuleList(given)
 
     def forward(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         a2 = self.couplings[0](a, b)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -12,7 +13,7 @@ from typing import Literal, get_args
 
 import torch
 
-MemoryMode = Literal["standard", "checkpoint", "reversible"]
+MemoryMode = Literal["standard", "checkpoint", "reversible", "budget"]
 MEMORY_MODES: tuple[str, ...] = get_args(MemoryMode)
 
 
@@ -58,6 +59,10 @@ class SavedTensorMeter:
     def bytes(self) -> int:
         return sum(self._seen.values())
 
+    def holds(self, t: torch.Tensor) -> bool:
+        """Whether a tensor sharing ``t``'s storage was saved."""
+        return _storage_key(t) in self._seen
+
     def __enter__(self) -> SavedTensorMeter:
         self._hooks.__enter__()
         return self
@@ -78,6 +83,19 @@ def peak_memory_bytes(device: torch.device | str) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
     return peak_rss_bytes()
+
+
+@contextlib.contextmanager
+def _side_effect_free():
+    """Measure without moving the caller's RNG (init, dropout draws), on one thread: tiny ops
+    only pay a thread pool's synchronisation (30x slower on 2 busy cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _plain_bytes(net, x: torch.Tensor, modes: Sequence[str]) -> dict[str, int]:
@@ -147,7 +165,7 @@ def estimate_activation_bytes(model_or_config, input_shape: Sequence[int],
     if min(shape[2:]) < 2 ** (len(cfg.blocks) - 1):
         raise ValueError(f"input_shape={shape}: images are too small for "
                          f"{len(cfg.blocks) - 1} poolings")
-    cached = _estimate(json.dumps(dataclasses.asdict(cfg)), shape, tuple(modes), dtype)
+    cached = _estimate(_config_key(cfg), shape, tuple(modes), dtype)
     return dict(cached)
 
 
@@ -169,8 +187,7 @@ def _estimate(cfg_json: str, shape: tuple[int, ...], modes: tuple[str, ...],
         """Bytes per mode at batch ``batch`` (affine extrapolation from b1, b1+1) and the
         (length, per-sample pair bytes) of each reversible segment."""
         c = dataclasses.replace(cfg, blocks=blocks, memory="standard", anchor_every=0)
-        with torch.random.fork_rng(devices=[]):
-            net = ReversibleNet(c).to(dtype).train()
+        net = ReversibleNet(c).to(dtype).train()
         per_batch, segs = [], []
         hook_out: list[tuple[int, int]] = []
 
@@ -189,13 +206,9 @@ def _estimate(cfg_json: str, shape: tuple[int, ...], modes: tuple[str, ...],
         lo, hi = per_batch
         return {m: lo[m] + (batch - b1) * (hi[m] - lo[m]) for m in modes}, segs
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: a thread pool only adds sync (30x slower under load)
-    try:
+    with _side_effect_free():
         base, base_segs = measure(short)
         measured = {s: measure(blocks) for s, blocks in variants.items()}
-    finally:
-        torch.set_num_threads(threads)
     total = dict(base)
     lengths = [n for n, _ in base_segs]
     for s, (more, segs) in measured.items():
@@ -207,3 +220,73 @@ def _estimate(cfg_json: str, shape: tuple[int, ...], modes: tuple[str, ...],
         total["reversible"] += sum((n - 1) // cfg.anchor_every * pair * batch
                                    for n, (_, pair) in zip(lengths, base_segs))
     return tuple(total.items())
+
+
+def segment_context(model_or_config, input_shape: Sequence[int],
+                    dtype: torch.dtype = torch.float32) -> list[tuple[tuple[bool, bool], ...]]:
+    """Per reversible segment of the network: whether layers outside it keep its input halves
+    (a, b) and its output halves for backward, as ``((in_a, in_b), (out_a, out_b))``.
+
+    Measured on a short copy of the network (the answer does not depend on depth); the budget
+    planner uses it so that a boundary pair kept by a neighbour is counted once.
+    """
+    from core.network import NetworkConfig, ReversibleNet
+
+    cfg = (model_or_config.config if isinstance(model_or_config, ReversibleNet)
+           else model_or_config)
+    if not isinstance(cfg, NetworkConfig):
+        raise TypeError(f"segment_context takes a ReversibleNet or a NetworkConfig, got "
+                        f"{type(model_or_config).__name__}")
+    return list(_context(_config_key(cfg), tuple(input_shape), dtype))
+
+
+def _config_key(cfg) -> str:
+    """The parts of a NetworkConfig that decide saved bytes, as a hashable JSON string."""
+    return json.dumps(dataclasses.asdict(dataclasses.replace(cfg, memory="standard",
+                                                             memory_mib=None)))
+
+
+@functools.lru_cache(maxsize=64)
+def _context(cfg_json: str, shape: tuple[int, ...], dtype: torch.dtype):
+    from core.network import NetworkConfig, ReversibleNet, ReversibleSegment
+
+    cfg = NetworkConfig(**json.loads(cfg_json))
+    short = tuple(min(n, 2) for n in cfg.blocks)
+    c = dataclasses.replace(cfg, blocks=short, memory="standard", anchor_every=0)
+    with _side_effect_free():
+        net = ReversibleNet(c).to(dtype).train()
+    phase = [0]
+    saved: dict[tuple[str, int], set[int]] = {}
+    ins, outs = [], []
+
+    def pre(seg, args):
+        phase[0] += 1
+        ins.append(tuple(_storage_key(t) for t in args))
+
+    def post(seg, args, out):
+        phase[0] += 1
+        outs.append(tuple(_storage_key(t) for t in out))
+
+    def pack(t):
+        saved.setdefault(_storage_key(t), set()).add(phase[0])
+        return t
+
+    segs = [m for m in net.modules() if isinstance(m, ReversibleSegment)]
+    handles = [h for m in segs for h in (m.register_forward_pre_hook(pre),
+                                         m.register_forward_hook(post))]
+    pools = len(cfg.blocks) - 1
+    b1 = 1 if (shape[2] >> pools) * (shape[3] >> pools) > 1 else 2
+    try:
+        with _side_effect_free(), torch.enable_grad(), \
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = net(torch.zeros(b1, *shape[1:], dtype=dtype))
+        del out
+    finally:
+        for h in handles:
+            h.remove()
+    result = []
+    for j, (i_keys, o_keys) in enumerate(zip(ins, outs)):
+        inside = 2 * j + 1
+        result.append((tuple(any(p != inside for p in saved.get(k, ())) for k in i_keys),
+                       tuple(any(p > inside for p in saved.get(k, ())) for k in o_keys)))
+    return tuple(result)

@@ -19,8 +19,9 @@ from core.blocks import (
     RevNetBlock,
     batch_norm,
 )
+from core.budget import MemoryPlan, MiB, plan
 from core.memory import check_memory_mode
-from core.reversible import ReversibleSegment, recompute_context
+from core.reversible import ReversibleSegment, check_budget_mib, recompute_context
 
 FAMILIES: dict[str, type[nn.Module]] = {
     "hamiltonian": HamiltonianBlock,
@@ -47,8 +48,9 @@ class NetworkConfig:
     bn_momentum: float = 0.1            # running-average momentum (paper: 0.01 for 80k steps)
     prenorm: bool = True                # Hamiltonian: BN on each sub-step input (official code)
     late_downsample: bool = True        # first block of stages 2.. runs at the previous width
-    memory: str = "standard"            # "standard" | "checkpoint" | "reversible"
+    memory: str = "standard"            # "standard" | "checkpoint" | "reversible" | "budget"
     anchor_every: int = 0               # reversible mode: keep every k-th block state (0 = off)
+    memory_mib: float | None = None     # budget mode: MiB of activations kept for backward
 
     def __post_init__(self) -> None:
         self.blocks = tuple(self.blocks)
@@ -90,10 +92,14 @@ class NetworkConfig:
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
         check_memory_mode(self.memory)
-        if self.memory == "reversible" and not self.paired:
-            raise ValueError(f"memory='reversible' needs invertible blocks; {self.family} blocks "
-                             f"are not. Use 'standard' or 'checkpoint', or a family among "
-                             f"{', '.join(REVERSIBLE_FAMILIES)}")
+        if self.memory in ("reversible", "budget") and not self.paired:
+            raise ValueError(f"memory={self.memory!r} needs invertible blocks; {self.family} "
+                             f"blocks are not. Use 'standard' or 'checkpoint', or a family "
+                             f"among {', '.join(REVERSIBLE_FAMILIES)}")
+        if self.memory == "budget":
+            check_budget_mib(self.memory_mib)
+        elif self.memory_mib is not None:
+            check_budget_mib(self.memory_mib)
         if not isinstance(self.anchor_every, int) or self.anchor_every < 0:
             raise ValueError(f"anchor_every={self.anchor_every!r} must be an integer >= 0")
 
@@ -164,7 +170,8 @@ class ReversibleNet(nn.Module):
 
         def close_run() -> None:
             if run:
-                seg = (ReversibleSegment(run, cfg.anchor_every, input_live=live) if cfg.paired
+                seg = (ReversibleSegment(run, "standard", anchor_every=cfg.anchor_every,
+                                         input_live=live) if cfg.paired
                        else _PlainSegment(run))
                 layers.append(seg)
                 run.clear()
@@ -186,29 +193,87 @@ class ReversibleNet(nn.Module):
         self.num_pools = len(cfg.blocks) - 1
         self.head_norm = batch_norm(width, eps, mom)
         self.fc = nn.Linear(width, cfg.num_classes)
-        self.set_memory_mode(cfg.memory, anchor_every=cfg.anchor_every)
+        self._plans: dict[tuple, MemoryPlan] = {}
+        self._last_plan: MemoryPlan | None = None
+        self.set_memory_mode(cfg.memory, anchor_every=cfg.anchor_every, mib=cfg.memory_mib)
 
     # ------------------------------------------------------------------ memory modes
     @property
     def memory_mode(self) -> str:
         return self.config.memory
 
-    def set_memory_mode(self, mode: str, anchor_every: int | None = None) -> ReversibleNet:
-        """Switch between ``standard``, ``checkpoint`` and ``reversible`` without rebuilding.
+    def set_memory_mode(self, mode: str, anchor_every: int | None = None,
+                        mib: float | None = None) -> ReversibleNet:
+        """Switch between ``standard``, ``checkpoint``, ``reversible`` and ``budget`` in place.
 
-        ``anchor_every`` (reversible only) keeps every k-th block state; see ReversibleSegment.
+        ``anchor_every`` (reversible) keeps every k-th block state; see ReversibleSegment.
+        ``mib`` (budget, required unless the config has ``memory_mib``): the MiB of activations
+        the whole network may keep for backward; each segment then stores its last blocks and
+        rebuilds the rest, planned once per input shape (``memory_plan()``).
         """
         check_memory_mode(mode)
         new = dataclasses.replace(
             self.config, memory=mode,
-            anchor_every=self.config.anchor_every if anchor_every is None else anchor_every)
+            anchor_every=self.config.anchor_every if anchor_every is None else anchor_every,
+            memory_mib=self.config.memory_mib if mib is None else mib)
         self.config = new  # replace() re-validates (e.g. resnet + reversible raises)
+        self._plans.clear()
+        self._last_plan = None
         for layer in self.layers:
-            if isinstance(layer, (ReversibleSegment, _PlainSegment)):
+            if isinstance(layer, ReversibleSegment):
+                layer.set_memory_mode(mode if mode != "budget" else "standard",
+                                      anchor_every=new.anchor_every)
+                layer.mode = mode  # budget: the network plans for its segments
+            elif isinstance(layer, _PlainSegment):
                 layer.mode = mode
-                if isinstance(layer, ReversibleSegment):
-                    layer.anchor_every = new.anchor_every
         return self
+
+    def memory_plan(self, input_shape: tuple[int, ...] | None = None) -> MemoryPlan | None:
+        """The budget plan: per segment, which blocks are stored, and the predicted bytes.
+
+        With ``input_shape`` (B, C, H, W) the plan for that shape (made now if needed); without,
+        the plan of the last training forward (``None`` before one). Budget mode only.
+        """
+        if self.memory_mode != "budget":
+            raise ValueError(f"memory_plan() describes budget mode; this model is in "
+                             f"{self.memory_mode!r} mode (set_memory_mode('budget', mib=M))")
+        if input_shape is None:
+            return self._last_plan
+        p = next(self.parameters())
+        return self._plan_for(tuple(input_shape), p.dtype, p.device)
+
+    def _plan_for(self, shape: tuple[int, ...], dtype: torch.dtype,
+                  device: torch.device) -> MemoryPlan:
+        """Plan budget mode for inputs of ``shape``: every segment gets its blocks' measured
+        costs at its real input shape; the layers around them come from the exact estimate."""
+        from core.memory import estimate_activation_bytes, segment_context
+
+        key = (shape, dtype, device.type, self.training)
+        if key in self._plans:
+            self._last_plan = self._plans[key]
+            return self._last_plan
+        self.check_input(torch.empty(shape, device="meta"))
+        cfg = self.config
+        minimum = estimate_activation_bytes(self, shape, ["reversible"], dtype=dtype)
+        context = segment_context(cfg, shape, dtype)
+        segments, costs = [], []
+        c, h, w = cfg.widths[0] // 2, shape[2], shape[3]
+        for layer in self.layers:
+            if isinstance(layer, Transition):
+                h, w = (h // 2, w // 2) if layer.pool else (h, w)
+                c += layer.pad
+            else:
+                a = torch.zeros(shape[0], c, h, w, dtype=dtype, device=device)
+                ins, outs = context[len(segments)]
+                costs.append(layer.segment_costs(a, a, input_saved_outside=ins,
+                                                 output_saved_outside=outs))
+                segments.append((layer, layer._plan_key(a, a)))
+        outside = minimum["reversible"] - sum(sc.bytes(len(sc.costs)) for sc in costs)
+        made = plan(int(cfg.memory_mib * MiB), costs, outside, input_shape=shape)
+        for (layer, seg_key), seg_plan in zip(segments, made.segments):
+            layer._plans[seg_key] = seg_plan
+        self._plans[key] = self._last_plan = made
+        return made
 
     # ------------------------------------------------------------------ forward
     def check_input(self, x: Tensor) -> None:
@@ -229,10 +294,13 @@ class ReversibleNet(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         """Everything but the classifier: (B, C, H, W) -> (B, widths[-1], H', W')."""
         self.check_input(x)
+        shape = tuple(x.shape)
         x = self.stem(x)
         if self.config.paired:
             if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type):
                 x = x.float()  # keep the state in fp32 so reversal stays exact under autocast
+            if self.config.memory == "budget" and torch.is_grad_enabled():
+                self._plan_for(shape, x.dtype, x.device)
             c = x.shape[1] // 2
             state: tuple[Tensor, ...] = (x[:, :c], x[:, c:])
         else:

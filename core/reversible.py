@@ -30,6 +30,7 @@ sub-functions hold state other than batch-norm statistics.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -37,6 +38,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from core.blocks import Coupling, ReversibleBlock
+from core.budget import BlockCost, MiB, SegmentCosts, SegmentPlan, block_costs, plan
+from core.memory import check_memory_mode
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
 
@@ -63,8 +66,14 @@ def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def dropouts(module: nn.Module) -> list[nn.modules.dropout._DropoutNd]:
-    return [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+def dropouts(module: nn.Module) -> list[nn.Module]:
+    """Modules that draw random numbers in training: ``nn.Dropout*`` and attention dropout."""
+    return [m for m in module.modules()
+            if isinstance(m, (nn.modules.dropout._DropoutNd, nn.MultiheadAttention))]
+
+
+def _draws(m: nn.Module) -> bool:
+    return (m.p if isinstance(m, nn.modules.dropout._DropoutNd) else m.dropout) > 0
 
 
 def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
@@ -98,47 +107,143 @@ def _autocast(state: list[tuple[str, bool, torch.dtype]]) -> contextlib.ExitStac
 
 
 class ReversibleSegment(nn.Module):
-    """A run of reversible blocks between two non-invertible transitions.
+    """A run of reversible blocks: the unit whose activations are rebuilt in backward.
 
-    ``forward(a, b)`` runs the blocks in the segment's memory mode:
-    ``standard`` (plain autograd), ``checkpoint`` (``torch.utils.checkpoint`` per block,
-    non-reentrant, running statistics frozen during recomputation) or ``reversible``.
+    Works on any pair of tensors whose shapes the blocks preserve (image halves, token
+    sequences, ...). ``forward(a, b) -> (a, b)`` runs the blocks in the segment's memory mode:
+
+    - ``standard``: plain autograd, every activation kept;
+    - ``checkpoint``: ``torch.utils.checkpoint`` per block (non-reentrant), batch-norm running
+      statistics restored after the recomputation;
+    - ``reversible``: only the output pair is kept (plus every k-th pair with ``anchor_every``);
+    - ``budget``: the last blocks are stored and the first ones rebuilt, as many stored as
+      ``mib`` MiB of saved activations allow; planned once per input shape (``memory_plan``).
+
+    Example::
+
+        seg = core.ReversibleSegment([core.ReversibleBlock(core.Coupling(f1), core.Coupling(g1)),
+                                      ...], memory="reversible")
+        y1, y2 = seg(x1, x2)
+        seg.set_memory_mode("budget", mib=64)
 
     Args:
-        blocks: the reversible blocks, in order.
-        anchor_every: in ``reversible`` mode keep the state after every k-th block (0 = off).
-            Anchors bound how far rebuild error travels (it restarts from an exact state every k
-            blocks) at the price of storing ``n / k`` extra pairs: memory grows with depth again,
-            k times more slowly than in ``standard`` mode.
-        input_live: if the input halves are zero-padded, how many leading channels are live;
-            the rebuild restores the exact zeros of the rest.
+        blocks: the reversible blocks (``ReversibleBlock``), in order.
+        memory: the memory mode (see above).
+        mib: the ``budget`` mode's MiB of activations.
+        anchor_every: in ``reversible`` mode (and the rebuilt part of ``budget`` mode) keep the
+            state after every k-th block (0 = off). Anchors bound how far rebuild error travels
+            at the price of ``n / k`` extra pairs.
+        input_live: if the input halves are zero-padded channels (dim 1), how many leading
+            channels are live; the rebuild restores the exact zeros of the rest.
+        preserve_rng: always replay the RNG in the rebuild; needed only for randomness other
+            than ``nn.Dropout*`` and ``nn.MultiheadAttention`` dropout (found automatically).
     """
 
-    def __init__(self, blocks: Sequence[ReversibleBlock], anchor_every: int = 0,
-                 input_live: int | None = None):
+    def __init__(self, blocks: Sequence[ReversibleBlock], memory: str = "reversible", *,
+                 mib: float | None = None, anchor_every: int = 0, input_live: int | None = None,
+                 preserve_rng: bool = False):
         super().__init__()
+        blocks = list(blocks)
+        for i, block in enumerate(blocks):
+            if not isinstance(block, ReversibleBlock) or len(getattr(block, "couplings", ())) != 2:
+                raise TypeError(f"block {i} is a {type(block).__name__}; a ReversibleSegment "
+                                "takes ReversibleBlock(coupling_a, coupling_b) instances")
         self.input_live = input_live  # channels per half before zero-padding (None: no padding)
+        self.preserve_rng = bool(preserve_rng)
         self.blocks = nn.ModuleList(blocks)
-        self.mode = "standard"
-        self.anchor_every = anchor_every
         index = {id(p): n for n, p in enumerate(self.blocks.parameters())}
         # for block i, coupling j: positions of its parameters in self.blocks.parameters()
         self.coupling_params = [[[index[id(p)] for p in c.parameters()] for c in b.couplings]
                                 for b in self.blocks]
         self.norms = batch_norms(self.blocks)  # frozen during the rebuild
         self.dropouts = dropouts(self.blocks)  # their RNG is replayed in the rebuild
+        self.mode, self.mib, self.anchor_every = "standard", None, 0
+        self._plans: dict[tuple, SegmentPlan] = {}
+        self._costs: dict[tuple, tuple[BlockCost, ...]] = {}
+        self._last_plan: SegmentPlan | None = None
+        self.set_memory_mode(memory, mib=mib, anchor_every=anchor_every)
+
+    def set_memory_mode(self, mode: str, *, mib: float | None = None,
+                        anchor_every: int | None = None) -> ReversibleSegment:
+        """Switch mode without rebuilding; ``budget`` needs ``mib`` (MiB of saved activations)."""
+        check_memory_mode(mode)
+        if anchor_every is not None:
+            if not isinstance(anchor_every, int) or anchor_every < 0:
+                raise ValueError(f"anchor_every={anchor_every!r} must be an integer >= 0")
+            self.anchor_every = anchor_every
+        if mode == "budget":
+            check_budget_mib(mib)
+        self.mode, self.mib = mode, (float(mib) if mode == "budget" else None)
+        self._plans.clear()
+        self._last_plan = None
+        return self
+
+    @property
+    def memory_mode(self) -> str:
+        return self.mode
+
+    def _plan_key(self, a: Tensor, b: Tensor) -> tuple:
+        return (tuple(a.shape), tuple(b.shape), a.dtype, b.dtype, a.device.type, self.training)
+
+    def segment_costs(self, a: Tensor, b: Tensor, **context) -> SegmentCosts:
+        """Each block's stored cost at the shapes of ``(a, b)`` (measured, see core.budget)."""
+        key = self._plan_key(a, b)
+        if key not in self._costs:  # depends on the blocks' structure, not weights or budget
+            self._costs[key] = tuple(block_costs(self.blocks, a, b))
+        return SegmentCosts(self._costs[key], self.anchor_every, **context)
+
+    def memory_plan(self, a: Tensor | None = None, b: Tensor | None = None) -> SegmentPlan | None:
+        """The budget plan for inputs shaped like ``(a, b)`` (made now if needed), or the plan
+        of the last forward when no tensors are given (``None`` before one)."""
+        if a is None or b is None:
+            return self._last_plan
+        return self._plan_for(a, b)
+
+    def _plan_for(self, a: Tensor, b: Tensor) -> SegmentPlan:
+        key = self._plan_key(a, b)
+        found = self._plans.get(key)
+        if found is None:
+            if self.mib is None:
+                raise RuntimeError("this segment's budget is planned by the network that holds "
+                                   "it; call the network, not the segment")
+            made = plan(int(self.mib * MiB), [self.segment_costs(a, b)],
+                        input_shape=(tuple(a.shape), tuple(b.shape)))
+            found = self._plans[key] = made.segments[0]
+        self._last_plan = found
+        return found
 
     def forward(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        if self.mode == "reversible" and torch.is_grad_enabled():
-            return _ReversibleFn.apply(self, a, b, *self.blocks.parameters())
-        if self.mode == "checkpoint" and torch.is_grad_enabled():
+        grad = torch.is_grad_enabled()
+        if self.mode == "reversible" and grad:
+            return _ReversibleFn.apply(self, len(self.blocks), a, b, *self.blocks.parameters())
+        if self.mode == "checkpoint" and grad:
             for block in self.blocks:
                 a, b = checkpoint(block, a, b, use_reentrant=False,
                                   context_fn=recompute_context(block))
             return a, b
-        for block in self.blocks:
+        first = 0
+        if self.mode == "budget" and grad:
+            first = self._plan_for(a, b).rebuilt
+            if first:
+                a, b = _ReversibleFn.apply(self, first, a, b, *self.blocks.parameters())
+        for block in self.blocks[first:]:
             a, b = block(a, b)
         return a, b
+
+    def extra_repr(self) -> str:
+        return f"memory={self.mode}" + (f", mib={self.mib:g}" if self.mib is not None else "")
+
+
+def check_budget_mib(mib) -> float:
+    """``mib`` for budget mode: a finite number > 0, else ValueError/TypeError saying so."""
+    if mib is None:
+        raise ValueError("memory mode 'budget' needs mib=M, the MiB of activations it may keep "
+                         "for backward, e.g. set_memory_mode('budget', mib=256)")
+    if isinstance(mib, bool) or not isinstance(mib, (int, float)):
+        raise TypeError(f"mib={mib!r} must be a number of MiB")
+    if not (math.isfinite(mib) and mib > 0):
+        raise ValueError(f"mib={mib!r} must be a finite number of MiB > 0")
+    return float(mib)
 
 
 def recompute_context(block: nn.Module):
@@ -171,20 +276,20 @@ def _coupling_backward(c: Coupling, new: Tensor, other: Tensor, g_new: Tensor, g
 
 class _ReversibleFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, seg: ReversibleSegment, a: Tensor, b: Tensor, *params: Tensor):
-        stochastic = seg.training and any(m.p > 0 for m in seg.dropouts)
+    def forward(ctx, seg: ReversibleSegment, n: int, a: Tensor, b: Tensor, *params: Tensor):
+        stochastic = seg.training and (seg.preserve_rng or any(map(_draws, seg.dropouts)))
         rng_states: list | None = [] if stochastic else None
         anchors: list[Tensor] = []
         k = seg.anchor_every
         state = [a, b]
-        for i, block in enumerate(seg.blocks):
-            for j, c in enumerate(block.couplings):  # coupling j updates half j from half 1-j
+        for i in range(n):  # the first n blocks
+            for j, c in enumerate(seg.blocks[i].couplings):  # coupling j: half j from half 1-j
                 if rng_states is not None:
                     rng_states.append(_rng_state(a.device))
                 state[j] = c(state[j], state[1 - j])
-            if k and (i + 1) % k == 0 and i + 1 < len(seg.blocks):
+            if k and (i + 1) % k == 0 and i + 1 < n:
                 anchors += state
-        ctx.seg, ctx.params, ctx.rng_states = seg, params, rng_states
+        ctx.seg, ctx.n, ctx.k, ctx.params, ctx.rng_states = seg, n, k, params, rng_states
         ctx.autocast = _autocast_state()
         ctx.save_for_backward(*state, *anchors)
         return state[0], state[1]
@@ -195,27 +300,28 @@ class _ReversibleFn(torch.autograd.Function):
         saved = ctx.saved_tensors
         state, anchors = [saved[0], saved[1]], saved[2:]
         grad = [g_a, g_b]
-        needs = ctx.needs_input_grad[3:]
+        needs = ctx.needs_input_grad[4:]
         all_params = ctx.params
         param_grads: list[Tensor | None] = [None] * len(all_params)
-        k, device = seg.anchor_every, state[0].device
+        n, k, device = ctx.n, ctx.k, state[0].device
         rng = iter(reversed(ctx.rng_states)) if ctx.rng_states is not None else None
 
         with _autocast(ctx.autocast), frozen_running_stats(seg.norms):
-            for i in range(len(seg.blocks) - 1, -1, -1):
-                if k and (i + 1) % k == 0 and i + 1 < len(seg.blocks):
+            for i in range(n - 1, -1, -1):
+                if k and (i + 1) % k == 0 and i + 1 < n:
                     m = 2 * ((i + 1) // k - 1)
                     state = [anchors[m], anchors[m + 1]]  # exact state: drop rebuild error
                 block = seg.blocks[i]
                 for j in (1, 0):
-                    ids = [n for n in seg.coupling_params[i][j] if needs[n]]
+                    ids = [p for p in seg.coupling_params[i][j] if needs[p]]
                     with _replayed_rng(next(rng) if rng else None, device):
                         old, g_old, g_other, pg = _coupling_backward(
                             block.couplings[j], state[j], state[1 - j], grad[j], grad[1 - j],
-                            [all_params[n] for n in ids])
+                            [all_params[p] for p in ids])
                     state[j], grad[j], grad[1 - j] = old, g_old, g_other
-                    for n, g in zip(ids, pg):
-                        param_grads[n] = g
+                    for p, g in zip(ids, pg):  # a weight shared by couplings sums its grads
+                        if g is not None:
+                            param_grads[p] = g if param_grads[p] is None else param_grads[p] + g
                     if i == 0 and j == 1 and seg.input_live is not None:
                         state[1][:, seg.input_live:] = 0  # exact zeros of the padding
-        return None, grad[0], grad[1], *param_grads
+        return None, None, grad[0], grad[1], *param_grads

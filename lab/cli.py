@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-MEMORY_MODES = ("standard", "checkpoint", "reversible")  # DESIGN.md: the named memory choices
+MEMORY_MODES = ("standard", "checkpoint", "reversible", "budget")  # DESIGN.md: memory choices
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -39,7 +39,7 @@ def _int_list(text: str) -> list[int]:
 
 
 _CONFIG_FLAGS = ("model", "dataset", "epochs", "batch_size", "memory", "fraction", "lr", "seed",
-                 "device", "optimizer", "data_root", "steps", "levels")
+                 "device", "optimizer", "data_root", "steps", "levels", "memory_mib")
 _MODEL_FLAGS = ("blocks", "widths", "h")
 
 
@@ -303,6 +303,8 @@ def _add_run_commands(sub: Any) -> None:
                    "given and double its blocks (halving h) LEVELS-1 times during training")
     p.add_argument("--batch-size", type=int, help="samples per optimizer step")
     p.add_argument("--memory", choices=MEMORY_MODES, help="activation memory strategy (default: reversible)")
+    p.add_argument("--memory-mib", type=float, help="--memory budget: MiB of activations kept "
+                   "for backward (the last blocks of each segment are stored, the rest rebuilt)")
     p.add_argument("--fraction", type=float, help="share of the training set, in (0, 1]")
     p.add_argument("--lr", type=float, help="peak learning rate (default: per optimizer)")
     p.add_argument("--seed", type=int, help="random seed")

@@ -43,7 +43,8 @@ class TrainConfig:
     weight_decay: float = 5e-4          # on conv/linear weights only; PAPER.md: 2e-4 on CIFAR
     seed: int = 0                       # seeds init, data order and augmentation
     device: str = "auto"                # "auto" (cuda if available), "cpu" or "cuda"
-    memory: str = "reversible"          # activation memory: "standard"|"checkpoint"|"reversible"
+    memory: str = "standard"            # activation memory: "standard"|"checkpoint"|"reversible"
+    memory_mib: float | None = None     # memory="budget": MiB of activations kept for backward
     amp: bool = False                   # bfloat16 autocast of forward passes (CUDA: sm80+)
     checkpoint_every: int = 200         # steps between mid-epoch checkpoints (0: epoch ends only)
     num_workers: int = 0                # DataLoader worker processes (0: load in this process)
@@ -101,6 +102,10 @@ class TrainConfig:
         _check_int(self, "seed", minimum=0)
         _check_choice(self, "device", DEVICES)
         _check_choice(self, "memory", MEMORY_MODES)
+        if self.memory == "budget" or self.memory_mib is not None:
+            from core.reversible import check_budget_mib
+
+            check_budget_mib(self.memory_mib)  # budget mode needs its MiB
         for name in ("amp", "augment"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}={getattr(self, name)!r} must be True or False")
@@ -123,8 +128,8 @@ class TrainConfig:
         except (ValueError, TypeError) as e:
             raise ValueError(f"model_kwargs={self.model_kwargs!r} do not fit model "
                              f"{self.model!r}: {e}") from e
-        if self.memory == "reversible" and not net.paired:
-            raise ValueError(f"memory='reversible' needs invertible blocks and {self.model!r} "
+        if self.memory in ("reversible", "budget") and not net.paired:
+            raise ValueError(f"memory={self.memory!r} needs invertible blocks and {self.model!r} "
                              f"({net.family}) has none; use memory='standard' or 'checkpoint'")
 
     def validate_dataset_name(self) -> None:

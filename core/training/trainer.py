@@ -182,10 +182,11 @@ class Trainer:
 
             self.model = core.create_model(cfg.model, num_classes=data.num_classes,
                                            in_channels=data.in_channels, memory=cfg.memory,
-                                           **cfg.model_kwargs)
+                                           memory_mib=cfg.memory_mib, **cfg.model_kwargs)
         model = self.model.to(device)
         if hasattr(model, "set_memory_mode"):
-            model.set_memory_mode(cfg.memory)
+            model.set_memory_mode(cfg.memory, **({"mib": cfg.memory_mib}
+                                                 if cfg.memory == "budget" else {}))
         # Training draws (dropout) start from the seed however the model was built, and differ
         # between ranks (the same masks on every shard would be needlessly correlated).
         torch.manual_seed(int(np.random.SeedSequence([cfg.seed, info.rank]).generate_state(1)[0]))
