@@ -1,0 +1,185 @@
+"""What the ODE reversal page shows: a model (untrained or a run's weights), images, analyses.
+
+Plain Python over ``core.analysis`` and the run store (no Streamlit): the page picks, this
+module loads and computes, ``lab.figures.analysis`` draws.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import core
+from core.analysis import Trajectory, rhs_spectrum, trajectory
+from core.blocks import HamiltonianBlock, ResNetBlock
+from lab.store import Store
+
+DATASETS = ("digits", "shapes")  # embedded: no download needed
+UNTRAINED = "untrained"
+CROP = 4  # spatial side of the state crop whose Jacobian is computed exactly
+
+
+@dataclass
+class LoadedModel:
+    model: core.ReversibleNet
+    dataset: str
+    dataset_options: dict
+    title: str
+
+
+def choices(store: Store | None = None) -> dict[str, str]:
+    """Key -> label: untrained families on each embedded dataset, then completed runs."""
+    out = {f"{UNTRAINED}:{fam}:{ds}": f"untrained {fam} (2-2-2) for {ds}"
+           for ds in DATASETS for fam in ("hamiltonian", "midpoint", "leapfrog", "revnet",
+                                          "resnet")}
+    if store is not None:
+        for run in store.list_runs(status="completed"):
+            if (store.run_dir(run.id) / "model.safetensors").exists() and run.model:
+                out[f"run:{run.id}"] = (f"run {run.id} · {run.name or run.model} on "
+                                        f"{run.dataset}")
+    return out
+
+
+def load(key: str, store: Store | None = None) -> LoadedModel:
+    """Build the model of a choice key; a run's weights are read with safetensors only."""
+    kind, _, rest = key.partition(":")
+    if kind == UNTRAINED:
+        family, _, dataset = rest.partition(":")
+        if dataset not in DATASETS:
+            raise ValueError(f"dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        data = core.data.load_dataset(dataset, augment=False, **_small(dataset))
+        torch.manual_seed(0)
+        model = core.create_model(family, num_classes=data.num_classes,
+                                  in_channels=data.in_channels)
+        return LoadedModel(model.eval(), dataset, _small(dataset), f"untrained {family}")
+    if kind == "run" and store is not None:
+        return load_run(store, rest)
+    raise ValueError(f"unknown model choice {key!r}")
+
+
+def _small(dataset: str) -> dict:
+    return {"train_size": 64, "test_size": 64} if dataset == "shapes" else {}
+
+
+def load_run(store: Store, run_id: str) -> LoadedModel:
+    """A completed run's model: config.json (+ meta.json's grown network) and safetensors."""
+    from safetensors.torch import load_file
+
+    from core.network import NetworkConfig, ReversibleNet
+
+    folder = store.run_dir(store.resolve(run_id))
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        raise ValueError(f"run {run_id} has no weights yet ({weights} is missing); wait for "
+                         "its first checkpoint")
+    config = json.loads((folder / "config.json").read_text())
+    meta_path = folder / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    dataset = config.get("dataset", "digits")
+    options = dict(config.get("dataset_options") or {})
+    if meta.get("network"):  # the network as trained (multi-level runs grow)
+        net_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["network"].items()}
+        model = ReversibleNet(NetworkConfig(**{**net_cfg, "memory": "standard"}))
+    else:
+        data = core.data.load_dataset(dataset, root=config.get("data_root"), augment=False,
+                                      **options)
+        model = core.create_model(config["model"], num_classes=data.num_classes,
+                                  in_channels=data.in_channels, **config.get("model_kwargs", {}))
+    model.load_state_dict(load_file(str(weights)))
+    return LoadedModel(model.eval(), dataset, options, f"run {run_id} ({config['model']})")
+
+
+def images(dataset: str, options: dict | None = None, n: int = 16,
+           root: str | None = None) -> tuple[torch.Tensor, list[int], list[str]]:
+    """The first ``n`` test images of a dataset (normalised as the model sees them)."""
+    data = core.data.load_dataset(dataset, root=root, augment=False, **(options or {}))
+    n = min(n, len(data.test))
+    xs, ys = zip(*[data.test[i] for i in range(n)])
+    return torch.stack(xs), list(ys), list(data.class_names)
+
+
+@dataclass
+class Analysis:
+    """Everything the page draws for one model and image."""
+
+    main: Trajectory                  # float32, the model's own anchors (none by default)
+    errors: dict[str, list]           # setting -> per-block rebuild error
+    spectra: dict[str, np.ndarray]    # "<family> block" / "ResNet block" -> eigenvalues
+    block_for_spectra: str
+
+
+def analyse(model: core.ReversibleNet, x: torch.Tensor, *, anchor_every: int = 2,
+            spectrum_block: int = 0) -> Analysis:
+    """Trajectories (float32/float64, with and without anchors) and the eigenvalue comparison.
+
+    ``x`` is one image or a small batch; the model runs in eval mode (running statistics).
+    """
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    model = model.eval()
+    main = trajectory(model, x, dtype="float32", anchor_every=0)
+    errors: dict[str, list] = {"float32": main.error}
+    if main.rebuilt[0] is not None:
+        errors[f"float32, anchors every {anchor_every}"] = trajectory(
+            model, x, dtype="float32", anchor_every=anchor_every).error
+        errors["float64"] = trajectory(model, x, dtype="float64", anchor_every=0).error
+        errors[f"float64, anchors every {anchor_every}"] = trajectory(
+            model, x, dtype="float64", anchor_every=anchor_every).error
+    spectra, label = eigen_comparison(model, main, spectrum_block)
+    return Analysis(main, errors, spectra, label)
+
+
+def eigen_comparison(model: core.ReversibleNet, tr: Trajectory,
+                     block: int = 0) -> tuple[dict[str, np.ndarray], str]:
+    """Eigenvalues of the RHS Jacobian of the model's block ``block`` and of a plain ResNet
+    block (same channels, fresh weights, eval mode) at the same state: the block's input,
+    first image, centre crop of ``CROP`` x ``CROP`` pixels, float64 (exact, dense Jacobian).
+    A ResNet model is compared with a fresh Hamiltonian block instead."""
+    from core.analysis import network_blocks
+
+    blocks = [b for stage in network_blocks(model) for b in stage]
+    block = max(0, min(block, len(blocks) - 1))
+    z = _crop(tr.inputs[block][:1]).double()
+    channels = z.shape[1]
+    torch.manual_seed(0)
+    mine = _eval_copy(blocks[block]).double()
+    family = model.config.family
+    out = {f"{family.capitalize()} block": rhs_spectrum(mine, z, method="exact").eigenvalues}
+    if family == "resnet":
+        other = HamiltonianBlock(channels // 2, prenorm=False) if channels % 2 == 0 else None
+        if other is not None:
+            out["Hamiltonian block"] = rhs_spectrum(other.double().eval(), z,
+                                                    method="exact").eigenvalues
+    else:
+        out["ResNet block"] = rhs_spectrum(ResNetBlock(channels).double().eval(), z,
+                                           method="exact").eigenvalues
+    return out, tr.labels[block]
+
+
+def _eval_copy(block: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(block).eval()
+
+
+def _crop(z: torch.Tensor) -> torch.Tensor:
+    h, w = z.shape[-2:]
+    top, left = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
+    return z[..., top:top + CROP, left:left + CROP]
+
+
+def summary(an: Analysis) -> dict[str, Any]:
+    """Headline numbers: worst rebuild error per setting, max |Re| / max |lambda| per block."""
+    worst = {k: max((e for e in v if e is not None), default=None) for k, v in an.errors.items()}
+    ratio = {k: float(np.abs(v.real).max() / np.abs(v).max()) if np.abs(v).max() > 0 else 0.0
+             for k, v in an.spectra.items()}
+    return {"worst_error": worst, "real_ratio": ratio}
+
+
+def home_path(store: Store) -> Path:
+    return Path(store.home)
