@@ -191,7 +191,8 @@ def test_depth_figure_log_axes_one_line_per_mode():
 # ---------------------------------------------------------------- a sweep job end to end
 
 
-def test_sweep_job_runs_end_to_end_through_lab_jobs(lab_home):
+def test_sweep_job_runs_end_to_end_through_lab_jobs(lab_home, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the worker's: tiny models, a busy machine
     config = depth_lab.sweep_config("hamiltonian", "14", **TINY)  # one depth: a few seconds
     with Store(lab_home) as store:
         run_id = depth_lab.launch_sweep(config, store=store)
