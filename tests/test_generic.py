@@ -72,9 +72,12 @@ def test_saved_bytes_flat_in_depth():
     assert six < std / 5
 
 
-def test_dropout_replays():
-    seg = ex.reversible_transformer(channels=8, blocks=4, heads=2, dropout=0.3,
-                                    memory="standard").double()
+@pytest.mark.parametrize("mlp_dropout", [0.3, 0.0])  # 0.0: only attention's own dropout
+def test_dropout_replays(mlp_dropout):
+    seg = core.ReversibleSegment(
+        [core.ReversibleBlock(core.Coupling(ex.SelfAttention(8, 2, dropout=0.3)),
+                              core.Coupling(ex.MLP(8, 16, dropout=mlp_dropout)))
+         for _ in range(4)], memory="standard").double()
     a, b = pair()
     ref = seg_grads(seg, a, b, seed=3)
     other = seg_grads(seg, a, b, seed=4)
