@@ -36,10 +36,10 @@ def int_list(text: str, name: str) -> tuple[int, ...]:
 
 
 def memory_modes(model: str) -> list[str]:
-    """The memory modes a model supports (reversible needs invertible blocks), default first."""
-    modes = list(core.MEMORY_MODES)
+    """The memory modes a model supports (reversible and budget need invertible blocks),
+    the default first."""
     paired = core.model_config(model).paired
-    modes = [m for m in modes if paired or m != "reversible"]
+    modes = [m for m in core.MEMORY_MODES if paired or m not in ("reversible", "budget")]
     first = "reversible" if paired else "standard"
     return [first, *(m for m in modes if m != first)]
 

@@ -83,6 +83,9 @@ def test_train_page_shows_the_form_and_the_cost_of_the_default_config(lab_home):
     if at.dataframe:  # the estimate has landed in core.memory
         modes = list(at.dataframe[0].value["memory mode"])
         assert modes == ["standard", "checkpoint", "reversible"]
+    if "budget" in at.selectbox(key="memory").options:  # the engine's budget mode has landed
+        at.selectbox(key="memory").set_value("budget").run()
+        assert at.number_input(key="memory_mib").value > 0 and not at.exception
     at.selectbox(key="family").set_value("resnet").run()
     assert "reversible" not in at.selectbox(key="memory").options
     at.text_input(key="blocks").set_value("2,oops").run()

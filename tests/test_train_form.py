@@ -38,9 +38,14 @@ def test_bad_form_values_say_what_to_fix(change, message):
         tf.config_from_form({**tf.form_defaults(), **change})
 
 
-def test_memory_modes_offer_reversible_only_for_invertible_blocks():
+def test_memory_modes_offer_only_what_the_blocks_support():
     assert tf.memory_modes("hamiltonian")[0] == "reversible"
-    assert "reversible" not in tf.memory_modes("resnet-32")
+    assert not {"reversible", "budget"} & set(tf.memory_modes("resnet-32"))
+    for mode in tf.memory_modes("resnet-32") + tf.memory_modes("revnet-38"):
+        for model in ("resnet-32", "revnet-38"):
+            if mode in tf.memory_modes(model):  # every offered mode validates
+                TrainConfig.from_dict({"model": model, "memory": mode, "memory_mib": 64.0
+                                       if mode == "budget" else None}).validate()
     assert tf.memory_modes("resnet-32")[0] == "standard"
 
 
