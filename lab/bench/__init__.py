@@ -11,10 +11,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from lab.bench import modes, peers, scaling
+from lab.bench import budget, modes, peers, scaling
 from lab.bench.common import save_results
 
-SUITES = {"modes": modes, "peers": peers, "scaling": scaling}
+SUITES = {"modes": modes, "peers": peers, "scaling": scaling, "budget": budget}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = save_results(out, stem, payload, md)
     from lab.bench.figures import figure, write_html  # plotly only when saving
 
-    paths.append(write_html(figure(payload), out / f"{stem}.html"))
+    build = getattr(SUITES[suite], "figure", figure)  # a suite may draw its own figure
+    paths.append(write_html(build(payload), out / f"{stem}.html"))
     for path in paths:
         print(f"saved {path}")
     return 0
