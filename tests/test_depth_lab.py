@@ -288,3 +288,15 @@ def test_page_reloads_a_stored_sweep_from_the_url(lab_home):
     assert deepest.loc["reversible", "deepest measured (layers)"] == 74
     assert len(at.dataframe[1].value) == 4
     assert any(new in o for o in at.selectbox(key="sweep_pick").options)
+
+
+@pytest.mark.skipif("budget" not in sweep.MEMORY_MODES, reason="no budget memory mode yet")
+def test_sweep_budget_mode_and_a_budget_too_small(one_thread):
+    cfg = _tiny(blocks=(2,), modes=("standard", "budget"), budget_mib=0.05)
+    rows = {r["mode"]: r for r in sweep.run_sweep(cfg)}
+    assert rows["budget"]["notes"] == "" and rows["budget"]["step_s"] > 0
+    assert rows["budget"]["saved_mib"] < rows["standard"]["saved_mib"]
+    rows = {r["mode"]: r for r in sweep.run_sweep(_tiny(blocks=(1,), modes=("standard", "budget"),
+                                                        budget_mib=1e-6))}
+    assert rows["budget"]["notes"].startswith("memory failed: ValueError")  # names the minimum
+    assert rows["budget"]["step_s"] is None and rows["standard"]["step_s"] > 0
