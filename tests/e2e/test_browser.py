@@ -18,6 +18,7 @@ from lab.bench.app_browser import (
     browser,
     chromium_available,
     curve_points,
+    free_port,
     serve,
     wait_curve,
     wait_idle,
@@ -63,19 +64,24 @@ def shots(tmp_path) -> Path:
 
 @pytest.fixture
 def home(tmp_path):
-    """A fresh LAB_HOME; runs still active at the end are cancelled (their processes killed)."""
+    """A fresh LAB_HOME; at the end, active runs are cancelled and the classifier stopped."""
     path = tmp_path / "lab_home"
     path.mkdir()
     yield path
     with Store(path) as store:
         for run in store.list_runs(status=["queued", "running"]):
             jobs.cancel(run.id, store=store, grace=5)
+    from lab.classify.server import stop_server  # the Classify page starts one on demand
+
+    stop_server(home=path, grace=5)
 
 
 def test_train_live_reload_every_page_and_nothing_leaves_loopback(tmp_path, home, shots):
     # One OpenMP thread per process: this checks behaviour, not speed, and on a busy machine
     # (CI, parallel jobs) multi-threaded barriers stall a step for whole timeslices.
-    with serve(home, env={"OMP_NUM_THREADS": "1"}) as server, browser(tmp_path / "profile") as b:
+    # The Classify page's Gradio server gets a free port (7860 may be taken on a shared machine).
+    env = {"OMP_NUM_THREADS": "1", "LAB_CLASSIFY_PORT": str(free_port())}
+    with serve(home, env=env) as server, browser(tmp_path / "profile") as b:
         page = b.context.new_page()
 
         # Train: launch the default run, watch the accuracy curve fill, wait for the end
