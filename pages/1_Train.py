@@ -123,6 +123,8 @@ def _fmt_eta(seconds: float | None) -> str:
 
 def panel(rid: str, other: str | None, active: bool) -> None:
     with Store() as store:
+        if active:
+            jobs.reconcile(store)  # a worker that died shows as stale at the next tick (~0.1 ms)
         live = live_run(rid)
         live.refresh(store)
         lives = [live]
