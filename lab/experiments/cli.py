@@ -30,8 +30,6 @@ def _cmd_fewer_data(args: argparse.Namespace) -> int:
     from lab.experiments import fewer_data as fd
     from lab.store import Store
 
-    command = "python -m lab experiment " + shlex.join(sys.argv[2:] if args.argv is None
-                                                        else args.argv)
     out = Path(args.out)
     with Store() as store:
         if args.collect:
@@ -59,6 +57,11 @@ def _cmd_fewer_data(args: argparse.Namespace) -> int:
                 print(f"collect later with `python -m lab experiment fewer-data --collect "
                       f"{manifest}`", file=sys.stderr)
                 return 0
+        command = ("python -m lab experiment fewer-data " + shlex.join([
+            "--dataset", plan["dataset"], "--families", ",".join(plan["families"]),
+            "--fractions", ",".join(f"{f:g}" for f in plan["fractions"]),
+            "--seeds", str(plan["seeds"]), "--steps", str(plan["steps"]),
+            "--batch-size", str(plan["batch_size"])]))
         t0 = time.time()
 
         last: list[str] = []
@@ -111,8 +114,9 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     from lab.experiments import drift
 
     families = args.families.split(",") if args.families else list(drift.FAMILIES)
-    command = "python -m lab experiment " + shlex.join(sys.argv[2:] if args.argv is None
-                                                        else args.argv)
+    command = "python -m lab experiment drift " + shlex.join([
+        "--families", ",".join(families), "--blocks", str(args.blocks), "--train-steps",
+        str(args.train_steps), "--anchor-every", str(args.anchor_every), "--seed", str(args.seed)])
     rows = drift.measure(families, blocks=args.blocks, train_steps=args.train_steps,
                          anchor_every=args.anchor_every, seed=args.seed)
     path = drift.write_report(rows, Path(args.out), command, blocks=args.blocks,
@@ -141,7 +145,7 @@ def add_experiment_command(sub: Any) -> None:
     q.add_argument("--no-wait", action="store_true", help="queue the runs and return")
     q.add_argument("--collect", metavar="MANIFEST", help="wait for and tabulate the runs of an "
                    "earlier launch (its manifest JSON) instead of launching")
-    q.set_defaults(func=_cmd_fewer_data, parser=q, argv=None)
+    q.set_defaults(func=_cmd_fewer_data, parser=q)
 
     q = exp.add_parser("reproduce", help="the paper's CIFAR recipe as a run in the store")
     q.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"))
@@ -165,4 +169,4 @@ def add_experiment_command(sub: Any) -> None:
                    "'with anchors' column")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", default=str(DOCS))
-    q.set_defaults(func=_cmd_drift, parser=q, argv=None)
+    q.set_defaults(func=_cmd_drift, parser=q)

@@ -23,7 +23,11 @@ def recipe_config(model: str, dataset: str, *, memory: str = "reversible",
     """The TrainConfig dict of the paper's recipe for ``model`` on ``dataset``."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset={dataset!r}: the paper's recipe is for {', '.join(DATASETS)}")
+    import core
+
     recipe = RECIPE_1202 if model == "hamiltonian-1202" else RECIPE
+    if not core.model_config(model).paired:
+        memory = "standard"  # ResNet blocks have no inverse
     config = {**recipe, "model_kwargs": dict(recipe["model_kwargs"]), "model": model,
               "dataset": dataset, "memory": memory, "seed": seed,
               "checkpoint_every": 1000}
@@ -77,6 +81,8 @@ def estimate(model: str, *, num_classes: int = 10, memory: str = "reversible",
 
     recipe = RECIPE_1202 if model == "hamiltonian-1202" else RECIPE
     batch = recipe["batch_size"]
+    if not core.model_config(model).paired:
+        memory = "standard"  # ResNet blocks have no inverse
     torch.manual_seed(0)
     net = core.create_model(model, num_classes=num_classes, in_channels=3, memory=memory,
                             **recipe["model_kwargs"]).to(device)
