@@ -140,3 +140,25 @@ def test_budget_updates_batchnorm_once_and_replays_dropout():
             assert rel_err(finals["budget"][name], value) < 1e-9, name
         else:
             assert torch.equal(finals["budget"][name], value), name
+
+
+def test_trainer_and_config_take_a_budget(tmp_path):
+    from core.training import TrainConfig, Trainer
+
+    with pytest.raises(ValueError, match="needs mib=M"):
+        TrainConfig(model="hamiltonian", memory="budget").validate()
+    with pytest.raises(ValueError, match="needs invertible blocks"):
+        TrainConfig(model="resnet", memory="budget", memory_mib=8.0).validate()
+    net = core.model_config("hamiltonian", blocks=(2, 2), widths=(8, 8, 16), in_channels=1)
+    est = estimate_activation_bytes(net, (16, 1, 8, 8))
+    mib = (est["standard"] + est["reversible"]) / 2 / MiB
+    cfg = TrainConfig(model="hamiltonian", model_kwargs={"blocks": [2, 2], "widths": [8, 8, 16]},
+                      dataset="digits", fraction=0.1, steps=2, batch_size=16, device="cpu",
+                      memory="budget", memory_mib=mib)
+    trainer = Trainer(cfg, tmp_path)
+    res = trainer.fit()
+    assert res.status == "completed", res.reason
+    assert trainer.model.memory_mode == "budget" and trainer.model.config.memory_mib == mib
+    plan = trainer.model.memory_plan()
+    assert plan.predicted_bytes <= mib * MiB
+    assert any(s.rebuilt for s in plan.segments) and any(s.stored for s in plan.segments)
