@@ -43,7 +43,7 @@ class TrainConfig:
     weight_decay: float = 5e-4          # on conv/linear weights only; PAPER.md: 2e-4 on CIFAR
     seed: int = 0                       # seeds init, data order and augmentation
     device: str = "auto"                # "auto" (cuda if available), "cpu" or "cuda"
-    memory: str = "standard"            # activation memory: "standard"|"checkpoint"|"reversible"
+    memory: str = "reversible"          # activation memory: standard|checkpoint|reversible|budget
     memory_mib: float | None = None     # memory="budget": MiB of activations kept for backward
     amp: bool = False                   # bfloat16 autocast of forward passes (CUDA: sm80+)
     checkpoint_every: int = 200         # steps between mid-epoch checkpoints (0: epoch ends only)
