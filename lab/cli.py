@@ -302,7 +302,8 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--levels", type=int, help="multi-level training: start with the model as "
                    "given and double its blocks (halving h) LEVELS-1 times during training")
     p.add_argument("--batch-size", type=int, help="samples per optimizer step")
-    p.add_argument("--memory", choices=MEMORY_MODES, help="activation memory strategy (default: reversible)")
+    p.add_argument("--memory", choices=MEMORY_MODES,
+                   help="activation memory strategy (default: reversible)")
     p.add_argument("--memory-mib", type=float, help="--memory budget: MiB of activations kept "
                    "for backward (the last blocks of each segment are stored, the rest rebuilt)")
     p.add_argument("--fraction", type=float, help="share of the training set, in (0, 1]")
