@@ -53,7 +53,7 @@ def downsample(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS,
 class Progress:
     """Where a run stands: steps done of the total, and the estimated seconds left."""
 
-    step: int | None          # last recorded step (0-based), None before the first
+    step: int | None          # steps done (the trainer counts from 1), None before the first
     total_steps: int | None   # from the trainer's start event; None until it has started
     eta_s: float | None       # seconds left at the recent step rate; None when unknown
 
@@ -61,7 +61,7 @@ class Progress:
     def fraction(self) -> float:
         if not self.total_steps or self.step is None:
             return 0.0
-        return min(max((self.step + 1) / self.total_steps, 0.0), 1.0)
+        return min(max(self.step / self.total_steps, 0.0), 1.0)
 
 
 @dataclass
@@ -117,8 +117,8 @@ class LiveRun:
         return downsample(x, y, max_points, how)
 
     def epoch_series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(epoch number starting at 1, values) of an epoch metric."""
-        x = np.asarray(self.epochs["epoch"], dtype=np.float64) + 1.0
+        """(epoch number as the trainer counts it, from 1; values) of an epoch metric."""
+        x = np.asarray(self.epochs["epoch"], dtype=np.float64)
         return x, np.asarray(self.epochs[key], dtype=np.float64)
 
     def progress(self) -> Progress:
@@ -129,7 +129,7 @@ class LiveRun:
             k = max(len(steps) - 50, 0)
             dt, ds = times[-1] - times[k], steps[-1] - steps[k]
             if dt > 0 and ds > 0:  # a resume restarts the trainer's clock: dt <= 0, no estimate
-                eta = max(self.total_steps - 1 - steps[-1], 0) * dt / ds
+                eta = max(self.total_steps - steps[-1], 0) * dt / ds
         if self.run is not None and self.run.status == "completed":
             eta = 0.0
         return Progress(self.last_step, self.total_steps, eta)

@@ -139,7 +139,7 @@ def panel(rid: str, other: str | None, active: bool) -> None:
     prog = live.progress()
     label = run.name or f"{run.model} on {run.dataset}"
     st.subheader(f"Run {rid}: {label}")
-    done = 0 if prog.step is None else prog.step + 1
+    done = prog.step or 0
     st.progress(prog.fraction, text=f"{run.status} · step {done}/{prog.total_steps or '?'} · "
                 f"{_fmt_eta(prog.eta_s)}")
     if run.status == "queued":

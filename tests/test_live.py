@@ -17,7 +17,7 @@ def store(tmp_path):
 
 
 def step(i: int, **kw) -> dict:
-    return {"step": i, "epoch": i // 10, "loss": 1.0 / (i + 1), "acc": min(i / 100, 1.0),
+    return {"step": i, "epoch": i // 10 + 1, "loss": 1.0 / (i + 1), "acc": min(i / 100, 1.0),
             "samples_per_sec": 500.0, "saved_bytes": 1 << 20, "peak_mem_bytes": 2 << 20,
             "time": 0.01 * i, **kw}
 
@@ -64,11 +64,11 @@ def test_live_run_reads_only_new_rows_and_a_fresh_one_reads_everything(store):
 
 def test_progress_and_eta_from_the_recent_step_rate(store):
     rid = running_run(store, total_steps=100)
-    store.write_metrics(rid, [step(i) for i in range(50)])  # 0.01 s per step
+    store.write_metrics(rid, [step(i) for i in range(1, 51)])  # steps 1..50, 0.01 s apart
     live = LiveRun(rid)
     live.refresh(store)
     p = live.progress()
-    assert p.step == 49 and p.total_steps == 100 and p.fraction == pytest.approx(0.5)
+    assert p.step == 50 and p.total_steps == 100 and p.fraction == pytest.approx(0.5)
     assert p.eta_s == pytest.approx(0.5, rel=1e-6)  # 50 steps left at 100 steps/s
 
 
@@ -81,9 +81,9 @@ def test_deleted_run_leaves_no_run(store):
 
 def test_live_figures_cap_points_and_keep_zoom_per_run(store):
     rid = running_run(store, total_steps=20_000, epochs=2)
-    store.write_metrics(rid, [step(i) for i in range(20_000)],
-                        [{"epoch": 0, "train_acc": 0.5, "test_acc": 0.6},
-                         {"epoch": 1, "train_acc": 0.8, "test_acc": 0.9}])
+    store.write_metrics(rid, [step(i) for i in range(1, 20_001)],  # the trainer counts from 1
+                        [{"epoch": 1, "train_acc": 0.5, "test_acc": 0.6},
+                         {"epoch": 2, "train_acc": 0.8, "test_acc": 0.9}])
     live = LiveRun(rid)
     live.refresh(store)
     out = figs.live_figures(live)
@@ -93,7 +93,7 @@ def test_live_figures_cap_points_and_keep_zoom_per_run(store):
         assert all(len(t.x) <= MAX_POINTS for t in fig.data)
     acc = out["accuracy"]
     test = next(t for t in acc.data if t.name == "test (epoch)")
-    assert list(test.y) == [0.6, 0.9] and list(test.x) == [9_999, 19_999]  # at epoch ends
+    assert list(test.y) == [0.6, 0.9] and list(test.x) == [10_000, 20_000]  # at epoch ends
     assert out["memory"].data[0].y.max() == pytest.approx(1.0)  # MiB
 
 
@@ -130,7 +130,7 @@ def test_live_figures_update_in_place_and_rebuild_when_lines_change(store):
     live = LiveRun(rid)
     live.refresh(store)
     first = figs.live_figures(live)
-    store.write_metrics(rid, [step(i) for i in range(10, 20)], [{"epoch": 0, "test_acc": 0.7,
+    store.write_metrics(rid, [step(i) for i in range(10, 20)], [{"epoch": 1, "test_acc": 0.7,
                                                                  "train_acc": 0.6}])
     live.refresh(store)
     second = figs.live_figures(live, previous=first)

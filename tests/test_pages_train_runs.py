@@ -55,9 +55,9 @@ def seed_runs(home) -> dict[str, str]:
             rid = st.create_run({"model": "hamiltonian", "dataset": "digits", "epochs": 2,
                                  "memory": memory, "seed": seed}, name=name, status="running")
             st.add_event(rid, "start", json.dumps({"total_steps": 20}))
-            steps = [{"step": i, "loss": 2.0 / (i + 1), "acc": 0.05 * i, "saved_bytes": 1 << 20,
-                      "time": 0.1 * i} for i in range(20 if name == "done" else 7)]
-            epochs = [{"epoch": 0, "test_acc": 0.8}, {"epoch": 1, "test_acc": 0.95}]
+            steps = [{"step": i, "loss": 2.0 / i, "acc": 0.05 * i, "saved_bytes": 1 << 20,
+                      "time": 0.1 * i} for i in range(1, 21 if name == "done" else 8)]
+            epochs = [{"epoch": 1, "test_acc": 0.8}, {"epoch": 2, "test_acc": 0.95}]
             ids[name] = rid
             if name == "done":
                 st.finish(rid, "completed", final={"test_acc": 0.95}, steps=steps, epochs=epochs)
@@ -127,6 +127,7 @@ def test_completed_and_unknown_runs(lab_home):
     ids = seed_runs(lab_home)
     at = train_page(run=ids["done"])
     assert not at.exception and "95.00%" in at.success[0].value
+    assert "step 20/20" in at.get("progress")[0].proto.text  # steps count from 1
     assert not any(b.label == "Cancel" for b in at.button)
     gone = train_page(run="deadbeef")
     assert not gone.exception and "not in this lab" in gone.error[0].value

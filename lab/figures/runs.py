@@ -87,7 +87,7 @@ def live_traces(live: LiveRun) -> dict[str, list[Trace]]:
     ex, _ = live.epoch_series("test_acc")
     if len(ex):
         steps_per_epoch = _steps_per_epoch(live)
-        ex_steps = ex * steps_per_epoch - 1 if steps_per_epoch else ex
+        ex_steps = ex * steps_per_epoch if steps_per_epoch else ex  # the epoch's last step
         for key, name, i in (("train_acc", "train (epoch)", 3), ("test_acc", "test (epoch)", 1)):
             acc.append(Trace(name, ex_steps, live.epoch_series(key)[1], color(key, i),
                              markers=True))
