@@ -32,5 +32,8 @@ def memory_vs_depth(payload: dict[str, Any], *, metric: str = "saved_mib",
     what = f"batch {args['batch']}, {args['size']}x{args['size']}" if "batch" in args else ""
     fig.update_xaxes(title_text="depth (layers)", type="log")
     fig.update_yaxes(title_text="activation memory kept for backward (MiB)", type="log")
-    return finish(fig, title="Activation memory vs depth" + (f" ({what})" if what else ""),
-                  uirevision="home", height=height)
+    finish(fig, title="Activation memory vs depth" + (f" ({what})" if what else ""),
+           uirevision="home", height=height)
+    # the legend inside, top left (empty there: every mode starts low), off the x axis title
+    return fig.update_layout(legend=dict(orientation="v", x=0.02, y=0.98, xanchor="left",
+                                         yanchor="top", bgcolor="rgba(255,255,255,0.7)"))

@@ -72,12 +72,16 @@ def curves_figure(traces: Sequence[Trace], *, title: str, x_title: str, y_title:
             line=dict(color=t.color, dash=t.dash, width=2), marker=dict(size=6)))
     fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear")
     fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear")
-    return finish(fig, title=title, uirevision=uirevision, height=height)
+    finish(fig, title=title, uirevision=uirevision, height=height)
+    # the legend below the x axis title, not over it
+    return fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.3),
+                             margin=dict(b=100))
 
 
 # the live charts: key -> (title, y axis title, log y)
 LIVE = {"accuracy": ("Accuracy", "accuracy", False), "loss": ("Loss", "training loss", True),
-        "memory": ("Memory", "MiB", False), "throughput": ("Throughput", "samples / s", False)}
+        "memory": ("Memory", "MiB (log)", True),  # kept MiB and device peak differ 1000x
+        "throughput": ("Throughput", "samples / s", False)}
 
 
 def live_traces(live: LiveRun) -> dict[str, list[Trace]]:
