@@ -3,7 +3,7 @@
 import streamlit as st
 
 import core
-from lab import jobs, train_form
+from lab import jobs, runs_view, train_form
 from lab.figures.runs import live_figures, overlay_figure
 from lab.live import LiveRun
 from lab.store import Store
@@ -136,6 +136,10 @@ def panel(rid: str, other: str | None, active: bool) -> None:
                  "below.")
         return
     run = live.run
+    if runs_view.run_kind(run) == "depth-sweep":
+        st.info(f"Run {rid} is a depth sweep, not a training run: open it on the "
+                f"[Depth lab](Depth_lab?sweep={rid}) page.")
+        return
     prog = live.progress()
     label = run.name or f"{run.model} on {run.dataset}"
     st.subheader(f"Run {rid}: {label}")

@@ -90,7 +90,11 @@ for run_id in selected:
         a1, a2, a3, a4 = st.columns(4)
         a1.download_button("Metrics CSV", csv, file_name=f"{run_id}-metrics.csv",
                            mime="text/csv", key=f"csv-{run_id}")
-        a2.page_link("pages/1_Train.py", label="Watch on Train", query_params={"run": run_id})
+        if runs_view.run_kind(run) == "depth-sweep":
+            a2.page_link("pages/3_Depth_lab.py", label="Open in the Depth lab",
+                         query_params={"sweep": run_id})
+        else:
+            a2.page_link("pages/1_Train.py", label="Watch on Train", query_params={"run": run_id})
         try:
             if run.status in RESUMABLE and a3.button("Resume", key=f"resume-{run_id}"):
                 jobs.resume(run_id)

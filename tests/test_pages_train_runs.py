@@ -129,6 +129,9 @@ def test_completed_and_unknown_runs(lab_home):
     assert not at.exception and "95.00%" in at.success[0].value
     assert "step 20/20" in at.get("progress")[0].proto.text  # steps count from 1
     assert not any(b.label == "Cancel" for b in at.button)
+    sweep = train_page(run=ids["sweep"])  # not a training run: pointed to the Depth lab
+    assert not sweep.exception and "Depth lab" in sweep.info[0].value
+    assert not any(h.value.startswith("Run ") for h in sweep.subheader)
     gone = train_page(run="deadbeef")
     assert not gone.exception and "not in this lab" in gone.error[0].value
     assert any(b.label == "Launch" for b in gone.button)
