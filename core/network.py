@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from core.blocks import (
     HamiltonianBlock,
@@ -21,7 +20,7 @@ from core.blocks import (
 )
 from core.budget import MemoryPlan, MiB, plan
 from core.memory import check_memory_mode
-from core.reversible import ReversibleSegment, check_budget_mib, recompute_context
+from core.reversible import ReversibleSegment, check_budget_mib, checkpoint_block
 
 FAMILIES: dict[str, type[nn.Module]] = {
     "hamiltonian": HamiltonianBlock,
@@ -130,7 +129,7 @@ class _PlainSegment(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         for block in self.blocks:
             if self.mode == "checkpoint" and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False, context_fn=recompute_context(block))
+                x = checkpoint_block(block, x)
             else:
                 x = block(x)
         return x

@@ -218,8 +218,7 @@ class ReversibleSegment(nn.Module):
             return _ReversibleFn.apply(self, len(self.blocks), a, b, *self.blocks.parameters())
         if self.mode == "checkpoint" and grad:
             for block in self.blocks:
-                a, b = checkpoint(block, a, b, use_reentrant=False,
-                                  context_fn=recompute_context(block))
+                a, b = checkpoint_block(block, a, b)
             return a, b
         first = 0
         if self.mode == "budget" and grad:
@@ -244,6 +243,18 @@ def check_budget_mib(mib) -> float:
     if not (math.isfinite(mib) and mib > 0):
         raise ValueError(f"mib={mib!r} must be a finite number of MiB > 0")
     return float(mib)
+
+
+def checkpoint_block(block: nn.Module, *args: Tensor):
+    """``torch.utils.checkpoint`` of one block, BN running statistics updated once.
+
+    Eager: ``context_fn`` restores the statistics after the recomputation. Under
+    ``torch.compile`` (which rejects a ``context_fn``) the compiled graph's recomputation does
+    not replay buffer updates, so none is needed.
+    """
+    if torch.compiler.is_compiling():
+        return checkpoint(block, *args, use_reentrant=False)
+    return checkpoint(block, *args, use_reentrant=False, context_fn=recompute_context(block))
 
 
 def recompute_context(block: nn.Module):
