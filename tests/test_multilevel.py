@@ -65,7 +65,8 @@ def test_levels_grow_the_model_during_training(tmp_path):
     assert cb.lrs[3] == pytest.approx(0.1) and cb.lrs[-1] == pytest.approx(0.001)
 
 
-@pytest.mark.parametrize("stop_at", [2, 6])  # before the growth (after step 4), after it
+# stop before the growth (it happens after step 4) and after it
+@pytest.mark.parametrize("stop_at", [2, pytest.param(6, marks=pytest.mark.slow)])
 def test_resume_across_a_growth_is_exact(tmp_path, stop_at):
     kw = dict(steps=8, levels=2, checkpoint_every=1)
     full, result, _ = _fit(tmp_path / "full", **kw)
