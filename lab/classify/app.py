@@ -24,6 +24,9 @@ PREVIEW_PX = 160  # the "as the model sees it" thumbnails, upscaled with nearest
 EXAMPLE_DATASETS = ("digits", "shapes")  # need no download: always offered when a run uses them
 CACHE_SWEEP = (300, 900)  # delete_cache: every 5 min, remove uploads older than 15 min
 MAX_FILES = 16  # images per request
+# One image through these small nets is fastest on one thread: on the 2-core CPU under load the
+# digits median was 2.3 ms with 1 thread vs 22.8 ms with 2 (docs/bench/classify-cpu.md).
+INFERENCE_THREADS = 1
 
 
 def _gradio():
@@ -265,6 +268,9 @@ def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int | N
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    import torch
+
+    torch.set_num_threads(INFERENCE_THREADS)
     app = ClassifyApp(home)
     if not app.cache.runs():
         print("no completed run yet: the app starts, but train one (`python -m lab train`) "

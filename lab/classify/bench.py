@@ -78,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/bench", help="folder for the .json and .md")
     parser.add_argument("--tag", default=None, help="file name suffix, e.g. cpu")
     parser.add_argument("--note", default="", help="a line for the report (e.g. 'under load')")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: the server's, lab.classify.app."
+                        "INFERENCE_THREADS)")
     args = parser.parse_args(argv)
+    from lab.classify.app import INFERENCE_THREADS
+
+    torch.set_num_threads(args.threads or INFERENCE_THREADS)
 
     from lab.bench.common import machine_info, save_results
     from lab.classify.model import ClassifierCache
