@@ -18,13 +18,13 @@ def lab_home(tmp_path, monkeypatch):
 
 def test_fewer_data_end_to_end(lab_home, capsys):
     out = lab_home / "docs"
-    rc = main(["experiment", "fewer-data", "--families", "hamiltonian,resnet", "--fractions",
+    rc = main(["experiment", "fewer-data", "--families", "resnet", "--fractions",
                "0.05,1", "--seeds", "2", "--steps", "3", "--poll", "0.2", "--out", str(out)])
     assert rc == 0
     table = capsys.readouterr().out
     assert "| 5% |" in table and "| 100% |" in table and "(n=2)" in table
     report = json.loads((out / "fewer-data-digits.json").read_text())
-    assert report["missing"] == [] and len(report["cells"]) == 4
+    assert report["missing"] == [] and len(report["cells"]) == 2
     assert all(len(c["accs"]) == 2 for c in report["cells"])
     assert "<html>" in (out / "fewer-data-digits.html").read_text()
     assert "python -m lab experiment fewer-data --dataset digits" in (
@@ -32,7 +32,7 @@ def test_fewer_data_end_to_end(lab_home, capsys):
     with Store() as st:
         runs = st.list_runs()
     names = sorted(r.name for r in runs)
-    assert len(runs) == 8 and names[0] == "fewer-data/hamiltonian/0.05/0"
+    assert len(runs) == 4 and names[0] == "fewer-data/resnet/0.05/0"
     assert {r.config["steps"] for r in runs} == {3}  # steps held constant across fractions
     assert {r.config["fraction"] for r in runs} == {0.05, 1.0}
 
