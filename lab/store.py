@@ -568,12 +568,13 @@ class MetricsWriter:
         self.every_steps, self.every_seconds = every_steps, every_seconds
         self._steps: list[Mapping[str, Any]] = []
         self._last = time.monotonic()
+        self._written = False  # no step written yet
 
     def add_step(self, m: Mapping[str, Any]) -> None:
         self._steps.append(dict(m))
-        if (len(self._steps) >= self.every_steps
+        if (len(self._steps) >= self.every_steps or not self._written
                 or time.monotonic() - self._last >= self.every_seconds):
-            self.flush()
+            self.flush()  # the first step at once: a live view shows a point as soon as it can
 
     def add_epoch(self, m: Mapping[str, Any]) -> None:
         self.flush(epochs=[dict(m)])
@@ -586,6 +587,7 @@ class MetricsWriter:
             self._steps = steps + self._steps  # keep them for the next try / finish()
             raise
         self._last = time.monotonic()
+        self._written = self._written or bool(steps)
 
     def pending(self) -> list[Mapping[str, Any]]:
         """Take the buffered steps (the caller writes them, e.g. via Store.finish)."""

@@ -137,6 +137,28 @@ def _last_line(tb: str) -> str:
     return lines[-1].strip() if lines else "unknown error"
 
 
+def _take(store: Store, run_id: str, *, record_pid: bool) -> tuple[Any, str | None]:
+    """Take a run that the queue moved to 'running' into this process.
+
+    Returns ``(run, None)`` to go on, or ``(run, status)`` when there is nothing to train: the run
+    was cancelled or deleted before this process got going. With ``record_pid`` this process is
+    recorded as the run's pid (the queue's launcher records it too; the values agree).
+    """
+    run = store.get_run(run_id)
+    if run is None:
+        raise RunNotFoundError(f"no run {run_id!r} in {store.db_path}")
+    if run.status != "running":
+        return run, run.status
+    if record_pid:
+        store.update(run_id, pid=os.getpid(), pid_start=jobs.process_start(os.getpid()),
+                     own_session=int(os.getpgid(0) == os.getpid()), heartbeat_at=time.time(),
+                     only_if_status="running")
+    if run.cancel_requested_at:
+        store.finish(run_id, "cancelled", reason="cancelled before training started")
+        return run, "cancelled"
+    return run, None
+
+
 def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = default_trainer,
             callbacks: Iterable[Any] = (), foreground: bool = False,
             heartbeat_every: float = 5.0) -> str:
@@ -146,18 +168,9 @@ def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = defa
     traceback of a failure is appended to the run's log file; in a background worker stderr
     already is that file.
     """
-    run = store.get_run(run_id)
-    if run is None:
-        raise RunNotFoundError(f"no run {run_id!r} in {store.db_path}")
-    if run.status != "running":
-        return run.status  # cancelled or deleted before this process got going
-    if not foreground and _rank_world()[1] == 1:  # under torchrun the supervisor is the pid
-        store.update(run_id, pid=os.getpid(), pid_start=jobs.process_start(os.getpid()),
-                     own_session=int(os.getpgid(0) == os.getpid()), heartbeat_at=time.time(),
-                     only_if_status="running")
-    if run.cancel_requested_at:
-        store.finish(run_id, "cancelled", reason="cancelled before training started")
-        return "cancelled"
+    run, ended = _take(store, run_id, record_pid=not foreground and _rank_world()[1] == 1)
+    if ended is not None:  # under torchrun the supervisor, not a rank, is the recorded pid
+        return ended
     run_dir = store.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     log: TextIO = open(run_dir / LOG_NAME, "a") if foreground else sys.stderr  # noqa: SIM115
@@ -311,17 +324,9 @@ def _failure_reason(failures: Mapping[int, Any], first: int, ckpt: str | None) -
 
 def supervise(store: Store, run_id: str, nproc: int) -> str:
     """Run the ranks of `run_id` under torchrun in this process; returns the final status."""
-    run = store.get_run(run_id)
-    if run is None:
-        raise RunNotFoundError(f"no run {run_id!r} in {store.db_path}")
-    if run.status != "running":
-        return run.status
-    store.update(run_id, pid=os.getpid(), pid_start=jobs.process_start(os.getpid()),
-                 own_session=int(os.getpgid(0) == os.getpid()), heartbeat_at=time.time(),
-                 only_if_status="running")
-    if run.cancel_requested_at:
-        store.finish(run_id, "cancelled", reason="cancelled before training started")
-        return "cancelled"
+    run, ended = _take(store, run_id, record_pid=True)
+    if ended is not None:
+        return ended
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 

@@ -1,6 +1,7 @@
 """Shared fixtures: deterministic seed, devices (CUDA only when present), tolerances by dtype."""
 
 import os
+import time
 
 import pytest
 import torch
@@ -44,3 +45,14 @@ def randomize_batchnorm(model: torch.nn.Module) -> None:
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", poll: float = 0.02):
+    """Poll ``predicate`` until it returns something truthy (returned) or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

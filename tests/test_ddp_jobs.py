@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import wait_for
 from safetensors.torch import load_file
 
 from lab import jobs
@@ -48,15 +49,6 @@ def store(tmp_path, monkeypatch):
 def launch(store: Store, nproc: int = 2, **overrides) -> str:
     return jobs.launch(tiny(**overrides), nproc=nproc, worker=DDP_WORKER, store=store)
 
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def wait_done(store: Store, run_id: str, timeout: float = 240.0):
@@ -123,7 +115,7 @@ def test_two_rank_run_from_the_lab_completes_with_identical_replicas(store, tmp_
         "config.json", "meta.json", "model.safetensors", "state.pt", "worker.log"]
 
 
-@pytest.mark.slow  # two launches: ~25 s of CPU (three torch imports each)
+# two launches: ~25 s of CPU (three torch imports each); the issue asks for both by default
 def test_cancel_stops_every_rank_with_a_checkpoint_and_resume_completes(store):
     run_id = launch(store, epochs=10)
     ranks = ranks_of(store, run_id)
@@ -147,7 +139,7 @@ def test_cancel_stops_every_rank_with_a_checkpoint_and_resume_completes(store):
     assert any(e["kind"] == "resume" for e in store.events(run_id))
 
 
-@pytest.mark.slow  # two launches: ~25 s of CPU (three torch imports each)
+# two launches: ~25 s of CPU (three torch imports each); the issue asks for both by default
 def test_sigkill_of_rank_1_fails_the_run_naming_it_and_resume_completes(store):
     run_id = launch(store, epochs=10)
     ranks = ranks_of(store, run_id)

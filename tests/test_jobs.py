@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from lab import jobs
 from lab.store import LOG_NAME, RunNotFoundError, Store
@@ -39,15 +40,6 @@ def store(tmp_path, monkeypatch):
 def launch(store: Store, **config) -> str:
     return jobs.launch(config, worker=FAKE, validate=False, store=store)
 
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_status(store: Store, run_id: str, *statuses: str, timeout: float = 30.0):

@@ -162,17 +162,19 @@ def test_metrics_writer_batches(store):
     run_id = _running(store)
     writer = MetricsWriter(store, run_id, every_steps=10, every_seconds=3600)
     with Store(store.home) as reader:
-        for i in range(9):
+        writer.add_step({"step": 0, "loss": 1.0})
+        assert len(reader.step_metrics(run_id)) == 1  # the first step at once: a live point
+        for i in range(1, 10):
             writer.add_step({"step": i, "loss": 1.0})
-        assert reader.step_metrics(run_id) == []  # buffered, no transaction yet
-        writer.add_step({"step": 9, "loss": 1.0})
-        assert len(reader.step_metrics(run_id)) == 10
+        assert len(reader.step_metrics(run_id)) == 1  # buffered, no transaction yet
         writer.add_step({"step": 10, "loss": 1.0})
-        writer.add_epoch({"epoch": 1, "test_acc": 0.5})  # an epoch flushes pending steps
         assert len(reader.step_metrics(run_id)) == 11
-        assert reader.epoch_metrics(run_id)[0]["test_acc"] == 0.5
         writer.add_step({"step": 11, "loss": 1.0})
-        assert [s["step"] for s in writer.pending()] == [11] and writer.pending() == []
+        writer.add_epoch({"epoch": 1, "test_acc": 0.5})  # an epoch flushes pending steps
+        assert len(reader.step_metrics(run_id)) == 12
+        assert reader.epoch_metrics(run_id)[0]["test_acc"] == 0.5
+        writer.add_step({"step": 12, "loss": 1.0})
+        assert [s["step"] for s in writer.pending()] == [12] and writer.pending() == []
 
 
 def test_metrics_write_overhead_is_small(tmp_path):
