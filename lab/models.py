@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import core
-
 
 def model_rows() -> list[dict]:
     """One row per registered model: name, family, blocks, widths, depth, parameters."""
+    import core  # here, not at import: the Home page draws its top before torch is loaded
+
     rows = []
     for name in core.list_models():
         cfg = core.model_config(name)
