@@ -67,31 +67,18 @@ def _small(dataset: str) -> dict:
 
 
 def load_run(store: Store, run_id: str) -> LoadedModel:
-    """A completed run's model: config.json (+ meta.json's grown network) and safetensors."""
-    from safetensors.torch import load_file
-
-    from core.network import NetworkConfig, ReversibleNet
+    """A completed run's model, as ``core.training.checkpoint.load_trained_model`` builds it."""
+    from core.training.checkpoint import load_trained_model
 
     folder = store.run_dir(store.resolve(run_id))
-    weights = folder / "model.safetensors"
-    if not weights.exists():
-        raise ValueError(f"run {run_id} has no weights yet ({weights} is missing); wait for "
-                         "its first checkpoint")
     config = json.loads((folder / "config.json").read_text())
-    meta_path = folder / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     dataset = config.get("dataset", "digits")
     options = dict(config.get("dataset_options") or {})
-    if meta.get("network"):  # the network as trained (multi-level runs grow)
-        net_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["network"].items()}
-        model = ReversibleNet(NetworkConfig(**{**net_cfg, "memory": "standard"}))
-    else:
-        data = core.data.load_dataset(dataset, root=config.get("data_root"), augment=False,
-                                      **options)
-        model = core.create_model(config["model"], num_classes=data.num_classes,
-                                  in_channels=data.in_channels, **config.get("model_kwargs", {}))
-    model.load_state_dict(load_file(str(weights)))
-    return LoadedModel(model.eval(), dataset, options, f"run {run_id} ({config['model']})")
+    data = core.data.load_dataset(dataset, root=config.get("data_root"), augment=False,
+                                  **options)
+    model = load_trained_model(folder, num_classes=data.num_classes,
+                               in_channels=data.in_channels)
+    return LoadedModel(model, dataset, options, f"run {run_id} ({config['model']})")
 
 
 def images(dataset: str, options: dict | None = None, n: int = 16,

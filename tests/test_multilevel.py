@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.training import Callback, TrainConfig, Trainer
+from core.training.checkpoint import load_trained_model
 
 TINY = {"model": "hamiltonian", "model_kwargs": {"blocks": [1, 1, 1], "widths": [8, 8, 16, 32]},
         "dataset": "digits", "memory": "standard", "augment": False}
@@ -63,6 +64,25 @@ def test_levels_grow_the_model_during_training(tmp_path):
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["level"] == 3 and meta["network"]["blocks"] == [4, 4, 4]
     assert cb.lrs[3] == pytest.approx(0.1) and cb.lrs[-1] == pytest.approx(0.001)
+    # the classifier and the ODE page load the grown network, not config.json's starting one
+    loaded = load_trained_model(tmp_path, num_classes=10, in_channels=1)
+    assert loaded.config.blocks == (4, 4, 4) and not loaded.training
+    x = torch.randn(3, 1, 8, 8)
+    trainer.model.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), trainer.model(x))
+
+
+def test_a_run_without_a_recorded_network_is_built_from_its_config(tmp_path):
+    _fit(tmp_path, steps=2)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    del meta["network"]  # as written before multi-level training existed
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="num_classes and in_channels"):
+        load_trained_model(tmp_path)
+    assert load_trained_model(tmp_path, num_classes=10, in_channels=1).config.blocks == (1, 1, 1)
+    with pytest.raises(ValueError, match="do not fit"):
+        load_trained_model(tmp_path, num_classes=7, in_channels=1)
 
 
 # stop before the growth (it happens after step 4) and after it

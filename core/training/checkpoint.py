@@ -112,3 +112,39 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Weights from a ``model.safetensors`` file (or the run folder holding one)."""
     path = Path(path)
     return load_file(path / WEIGHTS if path.is_dir() else path)
+
+
+def load_trained_model(run_dir: str | os.PathLike, *, num_classes: int | None = None,
+                       in_channels: int | None = None) -> torch.nn.Module:
+    """The network a run folder's checkpoint holds, its weights loaded, in eval mode.
+
+    Only ``config.json``, ``meta.json`` and ``model.safetensors`` are read (no pickle). A
+    multi-level run grows while it trains, so the network recorded in ``meta.json`` wins over
+    ``config.json``'s model, which only says where training started; runs without it are built
+    from ``config.json`` and need ``num_classes`` and ``in_channels`` (their data's). The model
+    comes back in ``standard`` memory mode. Raises ValueError naming what is missing or wrong.
+    """
+    import core
+    from core.network import NetworkConfig, ReversibleNet
+
+    folder = Path(run_dir)
+    if not (folder / WEIGHTS).is_file():
+        raise ValueError(f"{folder} has no {WEIGHTS} yet; wait for the run's first checkpoint")
+    meta = read_json(folder / META) if (folder / META).is_file() else {}
+    if meta.get("network"):
+        model = ReversibleNet(NetworkConfig(**{**meta["network"], "memory": "standard",
+                                               "memory_mib": None}))
+    else:
+        if num_classes is None or in_channels is None:
+            raise ValueError(f"{folder / META} records no network: pass num_classes and "
+                             "in_channels (the run's dataset's) to build it from config.json")
+        config = read_json(folder / CONFIG)
+        model = core.create_model(config["model"], num_classes=num_classes,
+                                  in_channels=in_channels, memory="standard",
+                                  **config.get("model_kwargs", {}))
+    try:
+        model.load_state_dict(load_weights(folder), strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"the weights in {folder / WEIGHTS} do not fit the recorded network: "
+                         f"{str(e)[:200]}") from None
+    return model.eval()

@@ -140,10 +140,9 @@ class ClassifierCache:
             return self._bundle(cfg)
 
     def _load(self, run_id: str, folder: Path) -> Classifier:
-        import core
         from core.data import DatasetNotFoundError
         from core.images import ImageSpec
-        from core.training.checkpoint import CONFIG, load_weights, read_json
+        from core.training.checkpoint import CONFIG, load_trained_model, read_json
         from core.training.config import TrainConfig
 
         try:
@@ -155,15 +154,12 @@ class ClassifierCache:
         except DatasetNotFoundError as e:
             raise ClassifierError(f"run {run_id} was trained on {cfg.dataset!r}, whose files "
                                   f"are needed for its input statistics: {e}") from None
-        model = core.create_model(cfg.model, num_classes=bundle.num_classes,
-                                  in_channels=bundle.in_channels, memory="standard",
-                                  **cfg.model_kwargs)
-        try:
-            model.load_state_dict(load_weights(folder), strict=True)  # safetensors: no pickle
-        except (OSError, RuntimeError, ValueError) as e:
+        try:  # safetensors and JSON only: no pickle; a grown (multi-level) run as it ended
+            model = load_trained_model(folder, num_classes=bundle.num_classes,
+                                       in_channels=bundle.in_channels)
+        except (OSError, ValueError, TypeError) as e:
             raise ClassifierError(f"run {run_id}: its weights do not load into {cfg.model} "
                                   f"({str(e)[:200]})") from None
-        model.eval()
         return Classifier(run_id=run_id, model=model, spec=ImageSpec.from_bundle(bundle),
                           class_names=tuple(bundle.class_names), dataset=cfg.dataset,
                           model_name=cfg.model)
