@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from lab import jobs
+from lab.cli.models import model_rows
 from lab.figures.home import memory_vs_depth
-from lab.home import launch_default_run, run_rows, scaling_payload
-from lab.models import model_rows
+from lab.runs import jobs
+from lab.views.home import launch_default_run, run_rows, scaling_payload
 
 st.set_page_config(page_title="revlab", layout="wide")
 st.title("revlab: reversible, ODE-inspired deep networks")

@@ -3,10 +3,12 @@
 import streamlit as st
 
 import core
-from lab import jobs, runs_view, train_form
 from lab.figures.runs import live_figures, overlay_figure
-from lab.live import LiveRun
-from lab.store import Store
+from lab.runs import jobs
+from lab.runs.live import LiveRun
+from lab.runs.store import Store
+from lab.views import runs as runs_view
+from lab.views import train as train_form
 
 st.set_page_config(page_title="Train · revlab", layout="wide")
 st.title("Train")

@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from lab import jobs, runs_view
 from lab.figures import to_html
 from lab.figures.runs import METRICS, overlay_figure
-from lab.live import LiveRun
-from lab.store import RESUMABLE, STATUSES, Store
+from lab.runs import jobs
+from lab.runs.live import LiveRun
+from lab.runs.store import RESUMABLE, STATUSES, Store
+from lab.views import runs as runs_view
 
 st.set_page_config(page_title="Runs · revlab", layout="wide")
 st.title("Runs")

@@ -3,9 +3,10 @@
 import streamlit as st
 
 from core.network import FAMILIES
-from lab import depth_lab, jobs
 from lab.figures.depth import depth_figure
-from lab.store import RESUMABLE
+from lab.runs import jobs
+from lab.runs.store import RESUMABLE
+from lab.views import depth as depth_lab
 
 st.set_page_config(page_title="Depth lab · revlab", layout="wide")
 st.title("Depth lab")

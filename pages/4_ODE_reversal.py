@@ -4,9 +4,9 @@ import json
 
 import streamlit as st
 
-from lab import analysis_view as av
 from lab.figures import analysis as fig
-from lab.store import Store
+from lab.runs.store import Store
+from lab.views import ode as av
 
 st.set_page_config(page_title="ODE reversal · revlab", layout="wide")
 st.title("ODE reversal")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lab.classify.server import NoRunsError, ServerError, ensure_server, stop_server
+from lab.views.classify import NoRunsError, ServerError, ensure_server, stop_server
 
 st.set_page_config(page_title="Classify · revlab", layout="wide")
 st.title("Classify")

@@ -1,4 +1,4 @@
-"""A stand-in for `python -m lab.worker` in DDP tests: the real worker and Trainer, plus each
+"""A stand-in for `python -m lab.runs.worker` in DDP tests: the real worker and Trainer, plus each
 rank's final weights saved to $LAB_TEST_REPLICAS/rank<RANK>.safetensors (to compare replicas)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from lab import worker
+from lab.runs import worker
 
 
 class DumpingTrainer:

@@ -1,4 +1,4 @@
-"""A stand-in for `python -m lab.worker` in tests: the real worker with a scripted trainer.
+"""A stand-in for `python -m lab.runs.worker` in tests: the real worker with a scripted trainer.
 
 The run's config scripts the trainer (no torch, starts in a few tens of milliseconds):
 steps, steps_per_epoch, step_time (s), crash_at (step), ignore_term (request_stop does nothing),
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from lab import worker
+from lab.runs import worker
 
 
 class ScriptedTrainer:

@@ -3,7 +3,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lab.store import Store
+from lab.runs.store import Store
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_home_page_lists_runs(lab_home):
 
 
 def test_home_shows_the_benchmark_figure_and_trains_the_default_model(lab_home, monkeypatch):
-    from lab import jobs
+    from lab.runs import jobs
 
     monkeypatch.setattr(jobs, "_spawn", lambda *a, **k: None)  # queue it, start no process
     at = AppTest.from_file("../streamlit_app.py", default_timeout=60).run()

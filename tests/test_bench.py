@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from lab import bench
-from lab.bench import common, figures, peers, scaling, sweep
-from lab.bench.common import measure_model, run_child
+from lab.bench import peers, scaling
+from lab.figures import bench as figures
+from lab.sweeps import measure, sweep
+from lab.sweeps.measure import measure_model, run_child
 
 WIDTHS = (8, 8, 16, 16)
 TINY = ["--depths", "1", "--widths", ",".join(map(str, WIDTHS)), "--batch", "2", "--size", "8",
@@ -47,7 +49,7 @@ def in_process(monkeypatch):
     ``test_child_process_measures_a_contender`` covers the real fresh-process path.
     """
     def fake_run_child(module, spec, timeout=0):
-        assert module == "lab.bench.child"
+        assert module in ("lab.bench.child", "lab.sweeps.child")
         measure = {"peer": peers.measure_contender, "depth": sweep.measure_case}
         return measure.get(spec.get("kind"), measure_model)(spec)
 
@@ -192,7 +194,7 @@ def test_bn_check_detects_double_updates():
     assert got["bn_updates"] == 2 and got["bn_mean_err"] > 0.1
 
 
-@pytest.mark.skipif(common.allocated_bytes(torch.device("cpu")) is None,
+@pytest.mark.skipif(measure.allocated_bytes(torch.device("cpu")) is None,
                     reason="held memory needs glibc mallinfo2")
 def test_held_memory_flat_for_reversible_growing_for_standard():
     g = torch.Generator().manual_seed(0)

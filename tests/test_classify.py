@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lab.classify.server import NoRunsError, ServerError, ensure_server, read_state, stop_server
+from lab.views.classify import NoRunsError, ServerError, ensure_server, read_state, stop_server
 
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -42,8 +42,8 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def home(tmp_path_factory):
     """A run store holding one completed digits run (trained here: 132 steps, a few seconds)."""
-    from lab import jobs, worker
-    from lab.store import Store
+    from lab.runs import jobs, worker
+    from lab.runs.store import Store
 
     home = tmp_path_factory.mktemp("classify_home")
     with Store(home) as store:
@@ -55,7 +55,7 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def run_id(home) -> str:
-    from lab.store import Store
+    from lab.runs.store import Store
 
     with Store(home) as store:
         (run,) = store.list_runs(status="completed")

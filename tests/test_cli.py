@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import jobs
 from lab.cli import main
-from lab.store import Store
+from lab.runs import jobs
+from lab.runs.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--epochs", "1", "--fraction", "0.3", "--blocks", "1,1,1", "--widths", "8,8,8,8",

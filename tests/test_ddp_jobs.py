@@ -16,10 +16,10 @@ import torch
 from conftest import wait_for
 from safetensors.torch import load_file
 
-from lab import jobs
-from lab import store as store_module
 from lab.cli import main
-from lab.store import Store
+from lab.runs import jobs
+from lab.runs import store as store_module
+from lab.runs.store import Store
 
 DDP_WORKER = "tests.ddp_worker"  # the real worker and Trainer, plus each rank's final weights
 

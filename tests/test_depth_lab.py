@@ -7,11 +7,12 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from lab import depth_lab, jobs
-from lab.bench import sweep
 from lab.figures.depth import depth_figure
-from lab.store import Store
-from lab.sweep_worker import SweepRunner
+from lab.runs import jobs
+from lab.runs.store import Store
+from lab.sweeps import sweep
+from lab.sweeps.worker import SweepRunner
+from lab.views import depth as depth_lab
 
 TINY = dict(widths=(8, 8, 16, 16), batch=2, size=8, repeats=1)
 
@@ -205,7 +206,7 @@ def test_sweep_job_runs_end_to_end_through_lab_jobs(lab_home, monkeypatch):
         run = store.require_run(run_id)
         log = (store.run_dir(run_id) / "worker.log").read_text()
         assert run.status == "completed", (run.reason, run.error, log[-2000:])
-        assert run.worker == "lab.sweep_worker" and depth_lab.is_sweep(run)
+        assert run.worker == "lab.sweeps.worker" and depth_lab.is_sweep(run)
         assert run.name == "depth sweep: hamiltonian 14 layers"
         assert run.final["rows"] == 3 and run.final["failed_cases"] == 0
         assert [m["step"] for m in store.step_metrics(run_id)] == [1, 2, 3, 4]

@@ -6,7 +6,7 @@ import pytest
 
 from lab.cli import main
 from lab.experiments import drift, fewer_data, reproduce
-from lab.store import Store
+from lab.runs.store import Store
 
 
 @pytest.fixture

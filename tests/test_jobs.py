@@ -1,6 +1,6 @@
 """Job processes: launch, queue, cancel, stale detection, resume, delete, concurrent launches.
 
-Most tests run the real worker (lab.worker.execute) with a scripted trainer from
+Most tests run the real worker (lab.runs.worker.execute) with a scripted trainer from
 tests/fake_worker.py, so they take milliseconds per run; one runs the real Trainer.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from lab import jobs
-from lab.store import LOG_NAME, RunNotFoundError, Store
+from lab.runs import jobs
+from lab.runs.store import LOG_NAME, RunNotFoundError, Store
 
 FAKE = "tests.fake_worker"
 REPO = Path(__file__).resolve().parent.parent

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lab.figures import runs as figs
-from lab.live import MAX_POINTS, LiveRun, downsample
-from lab.store import Store
+from lab.runs.live import MAX_POINTS, LiveRun, downsample
+from lab.runs.store import Store
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from lab import analysis_view as av
+from lab.views import ode as av
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_resnet_has_nothing_to_rebuild(lab_home):
 
 def test_a_grown_runs_checkpoint_loads_with_its_network(lab_home):
     from core.training import TrainConfig, Trainer
-    from lab.store import Store
+    from lab.runs.store import Store
 
     config = {"model": "hamiltonian", "model_kwargs": {"blocks": [1, 1, 1],
               "widths": [8, 8, 16, 32]}, "steps": 2, "levels": 2, "memory": "standard"}

@@ -8,8 +8,8 @@ import signal
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lab import jobs
-from lab.store import LOG_NAME, Store
+from lab.runs import jobs
+from lab.runs.store import LOG_NAME, Store
 
 TIMEOUT = 120  # torch and the estimate's first import on a loaded 2-core machine
 # (AppTest does not expose st.dataframe keys: the Runs page's tables are [0] runs, [1] configs)
@@ -67,7 +67,7 @@ def seed_runs(home) -> dict[str, str]:
                 st.finish(rid, "failed", reason="exception during training",
                           error="RuntimeError: boom", steps=steps)
         ids["sweep"] = st.create_run({"kind": "depth-sweep", "family": "hamiltonian"},
-                                     name="sweep", worker="lab.sweep_worker")
+                                     name="sweep", worker="lab.sweeps.worker")
     return ids
 
 

@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from lab import runs_view
-from lab.store import LOG_NAME, Store
+from lab.runs.store import LOG_NAME, Store
+from lab.views import runs as runs_view
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def test_rows_kinds_and_filters(store):
                           "model_kwargs": {"blocks": [3, 3, 3]}, "epochs": 2}, name="mine")
     b = store.create_run({"model": "resnet-32", "dataset": "shapes", "memory": "standard"})
     s = store.create_run({"kind": "depth-sweep", "family": "hamiltonian"},
-                         worker="lab.sweep_worker")
+                         worker="lab.sweeps.worker")
     runs = store.list_runs()
     rows = {r["run"]: r for r in runs_view.table_rows(runs)}
     assert rows[a]["kind"] == "train" and rows[a]["blocks"] == "3-3-3" and rows[a]["name"] == "mine"

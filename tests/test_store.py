@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from lab.store import SCHEMA_VERSION, MetricsWriter, RunNotFoundError, Store, benchmark_writes
+from lab.runs.store import SCHEMA_VERSION, MetricsWriter, RunNotFoundError, Store, benchmark_writes
 
 
 @pytest.fixture

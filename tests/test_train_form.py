@@ -6,7 +6,7 @@ import torch
 import core
 from core.memory import SavedTensorMeter
 from core.training import TrainConfig
-from lab import train_form as tf
+from lab.views import train as tf
 
 
 def test_the_default_form_is_the_default_config():
@@ -79,7 +79,7 @@ def test_preview_memory_is_what_the_model_keeps():
 
 
 def test_compare_refuses_a_model_without_reversible_mode(monkeypatch):
-    from lab import jobs
+    from lab.runs import jobs
 
     monkeypatch.setattr(jobs, "launch", lambda *a, **k: pytest.fail("nothing may start"))
     with pytest.raises(ValueError, match="no reversible mode"):

@@ -1,7 +1,7 @@
 """Benchmarks: `python -m lab bench [modes|peers|scaling] [options]`; results go to docs/bench/.
 
 Each suite writes <suite>[-<tag>].json (the payload, with machine and command), .md (tables)
-and .html (a self-contained plotly figure built by lab.bench.figures from the payload).
+and .html (a self-contained plotly figure built by lab.figures.bench from the payload).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     out = Path(args.out)
     paths = save_results(out, stem, payload, md)
-    from lab.bench.figures import figure, write_html  # plotly only when saving
+    from lab.figures.bench import figure, write_html  # plotly only when saving
 
     build = getattr(SUITES[suite], "figure", figure)  # a suite may draw its own figure
     paths.append(write_html(build(payload), out / f"{stem}.html"))

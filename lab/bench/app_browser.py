@@ -190,8 +190,8 @@ def wait_curve(page, title: str, timeout: float) -> None:
 
 
 def _cancel_all(home: Path) -> None:
-    from lab import jobs
-    from lab.store import Store
+    from lab.runs import jobs
+    from lab.runs.store import Store
 
     with Store(home) as store:
         for run in store.list_runs(status=["queued", "running"]):

@@ -24,12 +24,12 @@ import torch.nn.functional as F
 
 import core
 from core.memory import SavedTensorMeter, estimate_activation_bytes
-from lab.bench.common import (
+from lab.bench.common import markdown_table
+from lab.sweeps.measure import (
     MiB,
     interleaved_median_times,
     machine_info,
     make_batch,
-    markdown_table,
     resolve_device,
     sgd,
     synchronize,
@@ -195,7 +195,7 @@ def figure(payload: dict):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from lab.bench.figures import _layout
+    from lab.figures.bench import _layout
 
     rows = [r for r in payload["rows"] if r["mode"] == "budget"]
     ref = {r["mode"]: r for r in payload["rows"] if r["mode"] != "budget"}

@@ -1,9 +1,8 @@
-"""One memory measurement in a fresh process: `python -m lab.bench.child '<json spec>'`.
+"""One peer measurement in a fresh process: `python -m lab.bench.child '<json spec>'`.
 
-CPU peak RSS is a per-process high-water mark, so every (model, mode) case runs alone here and
-prints one JSON line: saved-for-backward MiB and the peak memory of two training steps.
-``kind="peer"`` specs measure a contender of the peers suite (lab.bench.peers.measure_contender),
-``kind="depth"`` a case of the depth sweep (lab.bench.sweep.measure_case).
+CPU peak RSS is a per-process high-water mark, so every contender of the peers suite runs alone
+here (lab.bench.peers.measure_contender) and prints one JSON line. Our own models and depth cases
+are measured by `lab.sweeps.child`.
 """
 
 from __future__ import annotations
@@ -13,24 +12,14 @@ import sys
 
 import torch
 
-from lab.bench.common import measure_model
+from lab.bench.peers import measure_contender
 
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
     if "threads" in spec:
         torch.set_num_threads(spec["threads"])
-    if spec.get("kind", "model") == "peer":  # lab.bench.peers: a contender of the peers suite
-        from lab.bench.peers import measure_contender
-
-        print(json.dumps(measure_contender(spec)))
-        return 0
-    if spec.get("kind") == "depth":  # lab.bench.sweep: scaling, modes and the Depth lab
-        from lab.bench.sweep import measure_case
-
-        print(json.dumps(measure_case(spec)))
-        return 0
-    print(json.dumps(measure_model(spec)))
+    print(json.dumps(measure_contender(spec)))
     return 0
 
 

@@ -4,7 +4,7 @@
 LAB_HOME with ``--runs`` finished runs plus one running run of ``--steps`` steps, then times
 what the Train page's live fragment does each second: open the store, read the new metric rows
 (``after_step=``), rebuild the four live figures (each trace downsampled to at most
-``lab.live.MAX_POINTS`` points) and serialise them to JSON as ``st.plotly_chart`` sends them.
+``lab.runs.live.MAX_POINTS`` points) and serialise them to JSON as ``st.plotly_chart`` sends them.
 Between ticks a writer appends ``--new`` steps, as a training process would. It also times the
 attach after a browser reload (a fresh reader takes the whole run) and, with ``--page``, the
 whole Train page script through Streamlit's AppTest. Target: a tick under 200 ms.
@@ -35,7 +35,7 @@ def _step(i: int) -> dict:
 
 def fill_store(home: Path, runs: int, steps: int) -> str:
     """``runs`` completed runs (300 steps, 15 epochs each) and one running run of ``steps``."""
-    from lab.store import Store
+    from lab.runs.store import Store
 
     with Store(home) as st:
         for k in range(runs):
@@ -62,7 +62,7 @@ def tick(home: Path, live, figs: dict) -> tuple[float, float]:
     import plotly.io as pio
 
     from lab.figures.runs import live_figures
-    from lab.store import Store
+    from lab.runs.store import Store
 
     t0, c0 = time.perf_counter(), time.process_time()
     with Store(home) as st:
@@ -99,8 +99,8 @@ def page_runs(home: Path, run_id: str, repeats: int) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> tuple[dict, str]:
-    from lab.live import LiveRun
-    from lab.store import Store
+    from lab.runs.live import LiveRun
+    from lab.runs.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)

@@ -1,6 +1,6 @@
 """`python -m lab bench` (modes): the memory modes of a Hamiltonian network at three depths.
 
-The scaling suite's sweep (lab.bench.sweep) at 6, 18 and 100 blocks per stage (74, 218 and 1202
+The scaling suite's sweep (lab.sweeps.sweep) at 6, 18 and 100 blocks per stage (74, 218 and 1202
 layers) without the budget table: widths 32-64-128 on CIFAR-shaped input (batch 32, 32x32x3).
 Per mode: memory held and saved for backward, peak memory of a training step (process RSS in a
 fresh process on CPU, ``torch.cuda.max_memory_allocated`` on GPU) and the median time of a full

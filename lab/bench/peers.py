@@ -33,16 +33,15 @@ from torch import Tensor, nn
 
 import core
 from core.blocks import ReversibleBlock
-from core.memory import MEMORY_MODES, SavedTensorMeter
+from core.memory import MEMORY_MODES
 from core.network import ReversibleNet
 from core.reversible import ReversibleSegment, batch_norms
-from lab.bench.common import (
-    MiB,
-    allocated_bytes,
+from lab.bench.common import markdown_table
+from lab.sweeps.measure import (
+    held_and_saved,
     interleaved_median_times,
     machine_info,
     make_batch,
-    markdown_table,
     peak_step_memory,
     resolve_device,
     run_child,
@@ -293,27 +292,12 @@ def base_model(blocks: int, widths: tuple[int, ...], seed: int = 0) -> Reversibl
 # ---------------------------------------------------------------- measurements
 
 
-def held_and_saved(model: nn.Module, x: Tensor, y: Tensor) -> dict:
-    """MiB held when the forward returns (allocator) and MiB autograd saved (hooks).
-
-    ``held`` counts every tensor kept for backward however it is kept (ctx attributes, a peer's
-    own storage) and drops storage a peer frees; call it after a warm-up step, since first
-    calls allocate caches.
-    """
-    gc.collect()
-    before = allocated_bytes(x.device)
-    with SavedTensorMeter(exclude=model.parameters()) as meter:
-        loss = F.cross_entropy(model(x), y)
-    after = allocated_bytes(x.device)
-    del loss
-    held = None if before is None or after is None else (after - before) / MiB
-    return dict(held_mib=held, saved_mib=meter.bytes / MiB)
 
 
 def measure_contender(spec: dict) -> dict:
     """Peak memory of training steps, then held/saved MiB; run it in a fresh process on CPU.
 
-    See ``lab.bench.common.peak_step_memory`` (steady state after one warm-up step).
+    See ``lab.sweeps.measure.peak_step_memory`` (steady state after one warm-up step).
 
     spec: contender, blocks, widths, batch, size, device, steps (default 2), seed (default 0).
     """

@@ -2,9 +2,9 @@
 
 Hamiltonian (``--family`` for another) widths 32-64-128, batch 32, 32x32x3, at 1, 2, 6, 18, 50,
 100 blocks per stage (layers = 12 * blocks + 2: 14 ... 1202). Per depth and mode
-(lab.bench.sweep): memory held for backward (allocator), peak memory of two training steps
+(lab.sweeps.sweep): memory held for backward (allocator), peak memory of two training steps
 (CUDA: max_memory_allocated; CPU: a fresh process per case, peak RSS over the RSS before the
-steps, measured after one warm-up step, see lab.bench.common.peak_step_memory) and the median
+steps, measured after one warm-up step, see lab.sweeps.measure.peak_step_memory) and the median
 training-step time, the modes interleaved in one process. Then, per mode, the deepest network
 within --budget-mib: the budget is compared with CUDA max allocated (everything a step needs:
 weights, gradients, optimizer state, activations) or, on CPU, with the peak over start (the torch
@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import argparse
 
-from lab.bench.common import machine_info, markdown_table, resolve_device
-from lab.bench.sweep import SweepConfig, budget_rows, deepest_within, linear_fit, run_sweep
+from lab.bench.common import markdown_table
+from lab.sweeps.measure import machine_info, resolve_device
+from lab.sweeps.sweep import SweepConfig, budget_rows, deepest_within, linear_fit, run_sweep
 
 __all__ = ["add_arguments", "run", "deepest_within", "linear_fit", "sweep_config", "measure"]
 

@@ -1,6 +1,6 @@
 """The image classifier: completed runs from the store, served by a Gradio app.
 
-`python -m lab classify` serves it; `lab.classify.server.ensure_server` starts it on demand for
+`python -m lab classify` serves it; `lab.views.classify.ensure_server` starts it on demand for
 the Streamlit Classify page. Image decoding happens only in `core.images`.
 """
 

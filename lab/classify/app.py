@@ -250,7 +250,7 @@ def _example_datasets(runs: list[RunChoice]) -> list[str]:
 
 def launch_kwargs(home: str | Path | None, host: str, port: int | None) -> dict[str, Any]:
     """The `Blocks.launch` arguments: loopback, no share, size limit, run store not servable."""
-    from lab.store import lab_home
+    from lab.runs.store import lab_home
 
     return dict(server_name=host, server_port=port, share=False, max_file_size=MAX_BYTES,
                 ssr_mode=False, inbrowser=False, quiet=True, show_error=False,

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from lab.store import Run, Store
+from lab.runs.store import Run, Store
 
-_RUN_ID = re.compile(r"^[0-9a-f]{8}$")  # lab.store run ids: 8 hex characters
+_RUN_ID = re.compile(r"^[0-9a-f]{8}$")  # lab.runs.store run ids: 8 hex characters
 
 
 class ClassifierError(ValueError):

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import jobs
-from lab.store import Store
+from lab.runs import jobs
+from lab.runs.store import Store
 
 NAME = "fewer-data"
 END = ("completed", "failed", "interrupted", "cancelled", "stale")

@@ -15,11 +15,11 @@ _MEMORY_TITLES = {"held_mib": "activation memory held for backward",
 
 def depth_figure(payload: dict, budget_mib: float | None = None, *,
                  uirevision: str = "depth") -> go.Figure:
-    """Two log-log panels from a sweep payload (``lab.depth_lab``): MiB and seconds per step.
+    """Two log-log panels from a sweep payload (``lab.views.depth``): MiB and seconds per step.
 
     ``budget_mib`` draws the budget as a dashed line on the memory panel.
     """
-    from lab.depth_lab import memory_metric  # the one rule for which memory column to draw
+    from lab.views.depth import memory_metric  # the one rule for which memory column to draw
 
     rows = payload.get("rows", [])
     metric = memory_metric(rows)

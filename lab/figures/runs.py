@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from lab.figures import color, finish
-from lab.live import MAX_POINTS, LiveRun
+from lab.runs.live import MAX_POINTS, LiveRun
 
 MIB = 1024 * 1024
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from lab import jobs
 from lab.bench.app_browser import (
     REPO,
     browser,
@@ -23,7 +22,8 @@ from lab.bench.app_browser import (
     wait_curve,
     wait_idle,
 )
-from lab.store import Store
+from lab.runs import jobs
+from lab.runs.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 # about a minute on a quiet 2-core machine; the waits allow for a heavily loaded one
@@ -71,7 +71,7 @@ def home(tmp_path):
     with Store(path) as store:
         for run in store.list_runs(status=["queued", "running"]):
             jobs.cancel(run.id, store=store, grace=5)
-    from lab.classify.server import stop_server  # the Classify page starts one on demand
+    from lab.views.classify import stop_server  # the Classify page starts one on demand
 
     stop_server(home=path, grace=5)
 

@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab.store import Store, lab_home
+from lab.runs.store import Store, lab_home
 
 STATE_NAME = "classify_server.json"
 LOG_NAME = "classify_server.log"
@@ -71,7 +71,7 @@ def _write_state(home: str | Path | None, info: ServerInfo) -> None:
 
 
 def _alive(info: ServerInfo) -> bool:
-    from lab.jobs import is_alive
+    from lab.runs.jobs import is_alive
 
     return is_alive(info.pid, info.pid_start)
 
@@ -137,7 +137,7 @@ def ensure_server(home: str | Path | None = None, *, host: str = "127.0.0.1",
                 [sys.executable, "-m", "lab", "classify", "--host", host, "--port", str(port)],
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)  # survives Streamlit reruns
-        from lab.jobs import process_start
+        from lab.runs.jobs import process_start
 
         info = ServerInfo(pid=proc.pid, pid_start=process_start(proc.pid), host=host,
                           port=port, started_at=time.time())

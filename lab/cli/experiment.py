@@ -28,7 +28,7 @@ def _cmd_fewer_data(args: argparse.Namespace) -> int:
     import json
 
     from lab.experiments import fewer_data as fd
-    from lab.store import Store
+    from lab.runs.store import Store
 
     out = Path(args.out)
     with Store() as store:
@@ -96,9 +96,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from lab import jobs
     from lab.cli import _train_foreground
-    from lab.store import Store
+    from lab.runs import jobs
+    from lab.runs.store import Store
 
     name = f"reproduce/{args.model}/{args.dataset}/{args.seed}"
     with Store() as store:

@@ -1,5 +1,5 @@
-"""The process of one depth sweep, `python -m lab.sweep_worker RUN_ID`: lab.worker's life cycle
-(heartbeat, SIGTERM, status, log) around lab.bench.sweep instead of the trainer.
+"""The process of one depth sweep, `python -m lab.sweeps.worker RUN_ID`: lab.runs.worker's life
+cycle (heartbeat, SIGTERM, status, log) around lab.sweeps.sweep instead of the trainer.
 
 After every measured case the results so far and the progress go to ``runs/<id>/sweep.json``;
 each case is also a step metric (step = cases done; extras: total, message). A resumed sweep
@@ -14,13 +14,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from lab import depth_lab, worker
-from lab.bench.common import machine_info, resolve_device
-from lab.bench.sweep import SweepStopped, run_sweep
+from lab.runs import worker
+from lab.sweeps.measure import machine_info, resolve_device
+from lab.sweeps.sweep import SweepStopped, run_sweep
+from lab.views import depth as depth_lab
 
 
 class SweepRunner:
-    """A ``lab.worker`` trainer that runs a sweep: ``fit(resume)`` and ``request_stop()``."""
+    """A ``lab.runs.worker`` trainer that runs a sweep: ``fit(resume)`` and ``request_stop()``."""
 
     def __init__(self, config: dict, run_dir: Path, callbacks: list):
         self.cfg = depth_lab.to_sweep(config)  # validated again: the code may have moved

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any
 
 MEMORY_MODES = ("standard", "checkpoint", "reversible", "budget")  # DESIGN.md: memory choices
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from lab.models import models_table
+    from lab.cli.models import models_table
 
     print(models_table())
     return 0
@@ -67,8 +66,8 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from lab import jobs
-    from lab.store import Store
+    from lab.runs import jobs
+    from lab.runs.store import Store
 
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k in (*_CONFIG_FLAGS, *_MODEL_FLAGS, "name")
@@ -115,8 +114,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _follow(store: Any, run_id: str, *, detach: bool) -> int:
     """Print the run id (--detach), or show a queued multi-process run's progress until it ends;
     Ctrl-C cancels it (every rank checkpoints and stops)."""
-    from lab import jobs
-    from lab.progress import ProgressBar
+    from lab.cli.progress import ProgressBar
+    from lab.runs import jobs
 
     run = store.require_run(run_id)
     print(f"run {run_id} ({run.nproc} processes) is {run.status}; follow it with "
@@ -151,8 +150,8 @@ def _follow(store: Any, run_id: str, *, detach: bool) -> int:
 
 
 def _train_foreground(store: Any, run_id: str) -> int:
-    from lab import jobs, worker
-    from lab.progress import ProgressBar
+    from lab.cli.progress import ProgressBar
+    from lab.runs import jobs, worker
 
     run = store.require_run(run_id)
     print(f"run {run_id}: {run.model} on {run.dataset}, {run.epochs} epochs "
@@ -192,8 +191,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from lab import jobs
-    from lab.store import Store
+    from lab.runs import jobs
+    from lab.runs.store import Store
 
     with Store() as store:
         jobs.reconcile(store)
@@ -210,8 +209,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from lab import jobs
-    from lab.store import LOG_NAME, Store
+    from lab.runs import jobs
+    from lab.runs.store import LOG_NAME, Store
 
     with Store() as store:
         run_id = store.resolve(args.run)
@@ -239,22 +238,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_metrics_csv(store: Any, run_id: str, out: TextIO) -> int:
-    """Step then epoch metrics of a run as one CSV (column `kind`); returns the row count."""
-    from lab.store import EPOCH_FIELDS, STEP_FIELDS
-
-    rows = ([{"kind": "step", **m} for m in store.step_metrics(run_id)]
-            + [{"kind": "epoch", **m} for m in store.epoch_metrics(run_id)])
-    columns = ["kind", "step", *STEP_FIELDS, *(c for c in EPOCH_FIELDS if c not in STEP_FIELDS)]
-    columns += sorted({k for r in rows for k in r} - set(columns))
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return len(rows)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from lab.store import Store
+    from lab.runs.export import write_metrics_csv
+    from lab.runs.store import Store
 
     with Store() as store:
         run_id = store.resolve(args.run)
@@ -268,8 +256,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    from lab import jobs
-    from lab.store import Store
+    from lab.runs import jobs
+    from lab.runs.store import Store
 
     with Store() as store:
         run_id = store.resolve(args.run)
@@ -279,8 +267,8 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    from lab import jobs
-    from lab.store import Store
+    from lab.runs import jobs
+    from lab.runs.store import Store
 
     with Store() as store:
         run_id = store.resolve(args.run)
@@ -367,10 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     _add_run_commands(sub)
-    from lab.classify.cli import add_classify_command
+    from lab.cli.classify import add_classify_command
 
     add_classify_command(sub)
-    from lab.experiments.cli import add_experiment_command
+    from lab.cli.experiment import add_experiment_command
 
     add_experiment_command(sub)
     return parser
@@ -383,8 +371,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
-    from lab.jobs import JobError
-    from lab.store import RunNotFoundError
+    from lab.runs.jobs import JobError
+    from lab.runs.store import RunNotFoundError
 
     try:
         return args.func(args)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lab.store import Run, Store
+from lab.runs.store import Run, Store
 
 # the step columns kept for the curves (the Callback contract's on_step keys)
 STEP_KEYS = ("loss", "acc", "samples_per_sec", "saved_bytes", "peak_mem_bytes", "time")

@@ -1,6 +1,6 @@
 """Training jobs as OS processes: launch, queue, cancel, resume, delete, and stale detection.
 
-Each background run is `python -m lab.worker RUN_ID` (or another worker module), started in its
+Each background run is `python -m lab.runs.worker RUN_ID` (or another worker module), started in its
 own session so the web app or CLI that launched it can exit without killing it. At most
 `max_concurrent()` runs are `running` at once; more launches wait as `queued`. `schedule()`
 starts queued runs in FIFO order; it runs on launch, when a worker exits and from
@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lab.store import DEFAULT_WORKER, LOG_NAME, RESUMABLE, Run, Store
+from lab.runs.store import DEFAULT_WORKER, LOG_NAME, RESUMABLE, Run, Store
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _REPO_ROOT = str(Path(__file__).resolve().parent.parent)  # so workers import lab/ from any cwd
@@ -208,14 +208,14 @@ def launch(config: Mapping[str, Any], *, nproc: int = 1, name: str | None = None
 
     The config is validated first: a bad one raises ValueError/TypeError and nothing is written.
     `nproc` > 1 trains with DistributedDataParallel in that many processes under torchrun
-    (`python -m WORKER --nproc N RUN_ID` supervises them; see lab.worker); the global batch
+    (`python -m WORKER --nproc N RUN_ID` supervises them; see lab.runs.worker); the global batch
     stays `batch_size`, split between them. It takes `nproc` of the queue's slots, and is
     refused (ValueError) below 1 or above `max_nproc(config)`. `worker` is the module run as
     `python -m WORKER RUN_ID`; `validate=False` is only for a custom worker whose config is not
     a TrainConfig (tests use a scripted one).
     """
     if not _MODULE.match(worker):
-        raise ValueError(f"worker {worker!r} is not a python module name like 'lab.worker'")
+        raise ValueError(f"worker {worker!r} is not a python module name like 'lab.runs.worker'")
     config = validate_config(config) if validate else dict(config)
     nproc = check_nproc(nproc, config)
     with _opened(store) as st:

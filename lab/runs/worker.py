@@ -1,4 +1,4 @@
-"""The per-run OS process, `python -m lab.worker RUN_ID`: trains one run and records it.
+"""The per-run OS process, `python -m lab.runs.worker RUN_ID`: trains one run and records it.
 
 It loads the run's config from the store, runs the core Trainer with a callback that writes
 step/epoch metrics and events to the store, keeps a heartbeat, and records the end: completed,
@@ -7,9 +7,9 @@ cancelled when the stop came from a cancel request. SIGTERM asks the trainer to 
 step with a checkpoint. Before exiting it runs the scheduler, so queued runs start.
 The CLI's foreground `train` calls `execute()` in its own process the same way.
 
-A run of N > 1 processes starts as `python -m lab.worker --nproc N RUN_ID`: that process
+A run of N > 1 processes starts as `python -m lab.runs.worker --nproc N RUN_ID`: that process
 supervises torchrun (`torch.distributed.run`, run in-process, c10d rendezvous on loopback),
-which starts N copies of `python -m lab.worker RUN_ID` as ranks. Rank 0 records the run as
+which starts N copies of `python -m lab.runs.worker RUN_ID` as ranks. Rank 0 records the run as
 above; the other ranks train their shard and write nothing. The supervisor is the run's pid: a
 cancel's SIGTERM reaches it, torchrun forwards it to every rank (each its own process group), and
 they stop together with a checkpoint. When a rank dies (SIGKILL, out of memory) torchrun stops the
@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from lab import jobs
-from lab.store import _RUN_ID, LOG_NAME, MetricsWriter, RunNotFoundError, Store, lab_home
+from lab.runs import jobs
+from lab.runs.store import _RUN_ID, LOG_NAME, MetricsWriter, RunNotFoundError, Store, lab_home
 
 END_STATUSES = ("completed", "failed", "interrupted")  # what Trainer.fit may report
 
@@ -70,7 +70,7 @@ class StoreCallback:
         try:
             fn()
         except sqlite3.OperationalError as e:
-            print(f"[lab.worker] run store write failed, will retry: {e}", file=self.log)
+            print(f"[lab.runs.worker] run store write failed, will retry: {e}", file=self.log)
 
     def on_start(self, info: Mapping[str, Any]) -> None:
         self._guard(lambda: self.store.add_event(
@@ -207,7 +207,7 @@ def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = defa
                 status, reason = "interrupted", "aborted by a second Ctrl-C (no final checkpoint)"
             except Exception:
                 tb = traceback.format_exc()
-                print(f"[lab.worker] run {run_id} failed:\n{tb}", file=log, flush=True)
+                print(f"[lab.runs.worker] run {run_id} failed:\n{tb}", file=log, flush=True)
                 status, error = "failed", _last_line(tb)
                 reason = "exception during training; full traceback in " + str(run_dir / LOG_NAME)
                 if foreground:
@@ -232,7 +232,8 @@ def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = defa
     if not store.finish(run_id, status, reason=reason, error=error, final=final,
                         steps=writer.pending()):
         latest = store.get_run(run_id)
-        print(f"[lab.worker] run {run_id} was already {latest.status if latest else 'deleted'};"
+        print(f"[lab.runs.worker] run {run_id} was already"
+              f" {latest.status if latest else 'deleted'};"
               f" result {status!r} not recorded", file=log, flush=True)
         status = latest.status if latest else status
     if foreground:
@@ -272,19 +273,19 @@ def execute_rank(run_id: str, *, trainer_factory: TrainerFactory = default_train
     """
     rank = _rank_world()[0]
     if not _RUN_ID.match(run_id):
-        print(f"[lab.worker rank {rank}] invalid run id {run_id!r}", file=sys.stderr)
+        print(f"[lab.runs.worker rank {rank}] invalid run id {run_id!r}", file=sys.stderr)
         return 2
     run_dir = lab_home() / "runs" / run_id
     try:
         config = json.loads((run_dir / RUN_CONFIG).read_text())
     except (OSError, ValueError) as e:
-        print(f"[lab.worker rank {rank}] cannot read the run's config {run_dir / RUN_CONFIG}: "
+        print(f"[lab.runs.worker rank {rank}] cannot read the run's config {run_dir / RUN_CONFIG}: "
               f"{e}; is LAB_HOME the same folder as on node 0?", file=sys.stderr)
         return 2
     resume = os.environ.get(RESUME_ENV, "1") == "1"
     trainer = trainer_factory(config, run_dir, [])
     result = trainer.fit(resume=resume)
-    print(f"[lab.worker rank {rank}] {result.status}: {result.reason}", file=sys.stderr,
+    print(f"[lab.runs.worker rank {rank}] {result.status}: {result.reason}", file=sys.stderr,
           flush=True)
     return 0 if result.status in END_STATUSES else 1
 
@@ -299,7 +300,7 @@ def torchrun_args(run_id: str, nproc: int, worker: str) -> list[str]:
     """torchrun's command line for the run's ranks: one node, c10d rendezvous on loopback.
 
     $LAB_NNODES and $LAB_RDZV_ENDPOINT (host:port of node 0) make it one node of several; the
-    other nodes run the same `python -m torch.distributed.run ... -m lab.worker RUN_ID`.
+    other nodes run the same `python -m torch.distributed.run ... -m lab.runs.worker RUN_ID`.
     """
     nnodes = os.environ.get("LAB_NNODES", "1")
     endpoint = os.environ.get("LAB_RDZV_ENDPOINT") or f"127.0.0.1:{_free_port()}"
@@ -340,7 +341,7 @@ def supervise(store: Store, run_id: str, nproc: int) -> str:
     if not os.environ.get("LAB_RDZV_ENDPOINT"):  # one node: gloo stays on loopback
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     args = torchrun_args(run_id, nproc, run.worker)
-    print(f"[lab.worker] run {run_id}: torchrun {' '.join(args)}", file=sys.stderr, flush=True)
+    print(f"[lab.runs.worker] run {run_id}: torchrun {' '.join(args)}", file=sys.stderr, flush=True)
     status, reason, error, stopped = None, None, None, None
     try:
         with _supervisor_signals():
@@ -388,13 +389,13 @@ def _supervisor_signals():
 
 def main(argv: list[str] | None = None, *,
          trainer_factory: TrainerFactory = default_trainer) -> int:
-    """`python -m lab.worker RUN_ID`: 0 when the run completed, 1 otherwise, 2 for no such run."""
+    """`python -m lab.runs.worker RUN_ID`: 0 if the run completed, 1 otherwise, 2 for no run."""
     argv = list(sys.argv[1:] if argv is None else argv)
     nproc = 1
     if len(argv) == 3 and argv[0] == "--nproc" and argv[1].isdigit() and int(argv[1]) >= 1:
         nproc, argv = int(argv[1]), argv[2:]
     if len(argv) != 1:
-        print("usage: python -m lab.worker [--nproc N] RUN_ID", file=sys.stderr)
+        print("usage: python -m lab.runs.worker [--nproc N] RUN_ID", file=sys.stderr)
         return 2
     rank, world = _rank_world()
     if world > 1:  # a rank under torchrun
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None, *,
             else:
                 status = execute(store, argv[0], trainer_factory=trainer_factory)
         except RunNotFoundError as e:
-            print(f"[lab.worker] {e}", file=sys.stderr)
+            print(f"[lab.runs.worker] {e}", file=sys.stderr)
             return 2
         finally:
             try:

@@ -1,6 +1,6 @@
 """Latency benchmark of the classifier: one 32x32 image, server-side, digits and shapes models.
 
-`python -m lab.classify.bench [--runs ID ...] [--repeat N] [--tag cpu]` measures the function the
+`python -m lab.bench.classify [--runs ID ...] [--repeat N] [--tag cpu]` measures the function the
 Gradio handler runs per image (`lab.classify.predict`: decode + preprocessing + forward) on the
 PNG bytes of a 32x32 picture, after warm-up, and writes docs/bench/classify[-TAG].{json,md}.
 Without --runs it first trains the default digits model and the same architecture on shapes
@@ -26,8 +26,8 @@ TARGET_MS = 30.0  # the issue's target for the median, on a 2-core CPU
 
 
 def _train(home: Path, dataset: str) -> str:
-    from lab import jobs, worker
-    from lab.store import Store
+    from lab.runs import jobs, worker
+    from lab.runs.store import Store
 
     config = {"dataset": dataset, "epochs": 1, "device": "cpu"}
     if dataset == "shapes":
@@ -70,7 +70,7 @@ def measure(classifier, data: bytes, repeat: int, warmup: int = 20) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m lab.classify.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m lab.bench.classify", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", metavar="ID",
                         help="completed runs of $LAB_HOME to measure (default: train two)")
@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads or INFERENCE_THREADS)
 
-    from lab.bench.common import machine_info, save_results
+    from lab.bench.common import save_results
     from lab.classify.model import ClassifierCache
+    from lab.sweeps.measure import machine_info
 
     tmp = None
     if args.runs:
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if tmp is not None:
         tmp.cleanup()
 
-    command = "python -m lab.classify.bench " + shlex.join(argv)
+    command = "python -m lab.bench.classify " + shlex.join(argv)
     payload = {"suite": "classify", "command": command, "machine": machine_info(
         torch.device("cpu")), "target_median_ms": TARGET_MS, "note": args.note, "rows": rows}
     lines = [f"Command: `{command}`", "",

@@ -17,7 +17,7 @@ import torch
 import core
 from core.analysis import Trajectory, rhs_spectrum, trajectory
 from core.blocks import HamiltonianBlock, ResNetBlock
-from lab.store import Store
+from lab.runs.store import Store
 
 DATASETS = ("digits", "shapes")  # embedded: no download needed
 UNTRAINED = "untrained"

@@ -23,7 +23,8 @@ import torch
 import core
 from core.memory import MEMORY_MODES
 from core.network import FAMILIES, REVERSIBLE_FAMILIES
-from lab.bench.common import (
+from lab.sweeps.measure import (
+    held_and_saved,
     interleaved_median_times,
     make_batch,
     peak_step_memory,
@@ -32,7 +33,6 @@ from lab.bench.common import (
     sgd,
     train_step,
 )
-from lab.bench.peers import held_and_saved
 
 DEFAULT_MODES = ("standard", "checkpoint", "reversible")
 # called with (cases done, cases in all, one line saying what was just measured)
@@ -158,7 +158,7 @@ def measure_case(spec: Mapping[str, Any]) -> dict:
     """Memory of one (family, blocks, mode): held/saved MiB, and the step peak if ``peak``.
 
     spec: family, blocks, widths, mode, budget_mib, batch, size, device, peak, steps. On CPU run
-    it in a fresh process when ``peak`` (``run_child("lab.bench.child", dict(kind="depth",
+    it in a fresh process when ``peak`` (``run_child("lab.sweeps.child", dict(kind="depth",
     ...))``): the peak RSS is a per-process high-water mark.
     """
     device = resolve_device(spec.get("device", "cpu"))
@@ -179,7 +179,7 @@ def measure_case(spec: Mapping[str, Any]) -> dict:
 def _memory(case: dict, device: torch.device) -> dict:
     """Run one memory case where it belongs; an error becomes ``{"error": ...}``."""
     if device.type == "cpu" and case["peak"]:
-        return run_child("lab.bench.child", case)
+        return run_child("lab.sweeps.child", case)
     try:
         return measure_case(case)
     except torch.cuda.OutOfMemoryError as e:  # the answer for this depth

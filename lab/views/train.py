@@ -164,8 +164,8 @@ def preview(config: dict[str, Any]) -> Preview:
 
 def launch(config: dict[str, Any], *, nproc: int = 1, compare: bool = False) -> list[str]:
     """Start the run (or, with ``compare``, the same config in standard and reversible memory)
-    through ``lab.jobs.launch``; returns the run ids. Nothing is written for a bad config."""
-    from lab import jobs
+    through ``lab.runs.jobs.launch``; returns the run ids. Nothing is written for a bad config."""
+    from lab.runs import jobs
 
     if not compare:
         return [jobs.launch(config, nproc=nproc)]

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from lab.store import DEFAULT_WORKER, LOG_NAME, Run, Store
+from lab.runs.store import DEFAULT_WORKER, LOG_NAME, Run, Store
 
 STATUS_ICONS = {"queued": "⏳", "running": "▶️", "completed": "✅", "failed": "❌",
                 "interrupted": "⏸️", "cancelled": "⏹️", "stale": "⚠️"}
@@ -114,7 +114,7 @@ def log_tail(store: Store, run_id: str, max_bytes: int = 8000) -> str:
 
 def metrics_csv(store: Store, run_id: str) -> bytes:
     """The run's step and epoch metrics as CSV bytes (the same file as `python -m lab export`)."""
-    from lab.cli import write_metrics_csv
+    from lab.runs.export import write_metrics_csv
 
     out = io.StringIO()
     write_metrics_csv(store, run_id, out)

@@ -1,7 +1,7 @@
 """The Depth lab: depth sweeps as background runs of the job queue, stored and reloadable.
 
-A sweep is a run like any other (queued, cancelled, resumed, marked stale by ``lab.jobs``) whose
-config says ``{"kind": "depth-sweep", ...}`` and whose worker is ``lab.sweep_worker``. Its
+A sweep is a run like any other (queued, cancelled, resumed, marked stale by ``lab.runs.jobs``)
+whose config says ``{"kind": "depth-sweep", ...}`` and whose worker is ``lab.sweeps.worker``. Its
 results live in ``runs/<id>/sweep.json`` (rewritten after every measured case, so a page can
 draw a sweep while it runs); its progress is also recorded as step metrics.
 """
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import jobs
-from lab.bench.sweep import SweepConfig, budget_rows
-from lab.store import Run, Store
+from lab.runs import jobs
+from lab.runs.store import Run, Store
+from lab.sweeps.sweep import SweepConfig, budget_rows
 
 KIND = "depth-sweep"            # config["kind"] of every sweep run: filter runs with is_sweep()
-WORKER = "lab.sweep_worker"     # the module that runs a sweep: python -m lab.sweep_worker ID
+WORKER = "lab.sweeps.worker"     # the module that runs a sweep: python -m lab.sweeps.worker ID
 RESULT_NAME = "sweep.json"      # the payload in the run folder
 MAX_LAYERS = 1202               # the deepest network the lab offers (hamiltonian-1202)
 DEFAULT_LAYERS = (14, 74, 218)  # valid for every family at three stages, a minute on a CPU

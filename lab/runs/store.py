@@ -5,7 +5,7 @@ A `Store` wraps one connection; open one per thread or process (they are cheap).
 short `BEGIN IMMEDIATE` transactions; WAL lets readers (the web pages) read while a worker writes.
 A run becomes `completed` only in the transaction that also stores its final metrics, and only
 after the trainer has returned (final checkpoint written), so a half-written run never reads as
-complete. Run `python -m lab.store` to measure the per-step cost of metric writes.
+complete. Run `python -m lab.runs.store` to measure the per-step cost of metric writes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 2
-DEFAULT_WORKER = "lab.worker"
+DEFAULT_WORKER = "lab.runs.worker"
+# worker modules of stores written before the re-layout, read as their new names
+LEGACY_WORKERS = {"lab.worker": "lab.runs.worker", "lab.sweep_worker": "lab.sweeps.worker"}
 LOG_NAME = "worker.log"
 
 STATUSES = ("queued", "running", "completed", "failed", "interrupted", "cancelled", "stale")
@@ -55,7 +57,7 @@ CREATE TABLE runs (
     name TEXT,
     config TEXT NOT NULL,                    -- JSON, as validated by TrainConfig
     status TEXT NOT NULL,
-    worker TEXT NOT NULL DEFAULT 'lab.worker',  -- python module run as `python -m WORKER ID`
+    worker TEXT NOT NULL DEFAULT 'lab.runs.worker',  -- python module run as `python -m WORKER ID`
     cwd TEXT,                                -- working directory of the launcher
     created_at REAL NOT NULL,                -- unix seconds
     started_at REAL,
@@ -175,6 +177,7 @@ def _run_from_row(row: tuple) -> Run:
     d["config"] = json.loads(d["config"])
     d["final"] = json.loads(d["final"]) if d["final"] else None
     d["own_session"] = bool(d["own_session"])
+    d["worker"] = LEGACY_WORKERS.get(d["worker"], d["worker"])
     return Run(**d, best_test_acc=row[-2], last_test_acc=row[-1])
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from lab.store import Store
+from lab.runs.store import Store
 
 
 def run_rows(home: str | None = None, limit: int = 50) -> list[dict]:
@@ -42,6 +42,6 @@ def scaling_payload(path: str | Path | None = None) -> dict | None:
 
 def launch_default_run() -> str:
     """Start the default training run (``TrainConfig()``) as a background job; its id."""
-    from lab import jobs
+    from lab.runs import jobs
 
     return jobs.launch({}, name="default")

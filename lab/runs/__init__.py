@@ -1,0 +1,1 @@
+"""The run machinery: store (SQLite), jobs (queue, processes), worker, live reads."""

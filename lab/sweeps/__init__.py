@@ -1,0 +1,1 @@
+"""Measuring activation memory and step time across depths and memory modes."""

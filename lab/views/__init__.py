@@ -1,0 +1,1 @@
+"""What each Streamlit page computes, one module per page, named after it."""
