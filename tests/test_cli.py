@@ -110,6 +110,37 @@ def test_cancel_and_delete_verbs(home, capsys):
     assert home.get_run(run_id) is None and not home.run_dir(run_id).exists()
 
 
+def test_cancel_all_stops_every_active_run_and_nothing_else(home, capsys):
+    """The command the Home page and README give for runs that outlive the app."""
+    done = finished_run(home)
+    running, queued = (jobs.launch({"steps": 10_000, "step_time": 0.05}, worker="tests.fake_worker",
+                                   validate=False, store=home) for _ in range(2))
+    assert [home.require_run(r).status for r in (running, queued)] == ["running", "queued"]
+    pid = home.require_run(running).pid or wait_for_pid(home, running)
+    assert main(["cancel", "--all", "--grace", "5"]) == 0
+    out = capsys.readouterr().out
+    assert f"run {running} cancelled" in out and f"run {queued} cancelled" in out
+    assert [home.require_run(r).status for r in (running, queued)] == ["cancelled"] * 2
+    assert home.require_run(done).status == "completed" and not jobs.is_alive(pid)
+    assert main(["cancel", "--all"]) == 0
+    assert "no queued or running runs" in capsys.readouterr().err
+
+
+def wait_for_pid(store: Store, run_id: str) -> int:
+    deadline = time.monotonic() + 30
+    while not store.require_run(run_id).pid:
+        assert time.monotonic() < deadline, "the worker never recorded its pid"
+        time.sleep(0.05)
+    return store.require_run(run_id).pid
+
+
+@pytest.mark.parametrize("argv", [["cancel"], ["cancel", "abc", "--all"]])
+def test_cancel_needs_one_run_or_all(home, capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and "name one RUN to cancel, or --all" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv,message", [
     (["train", "--memory", "bogus"], "choose from 'standard', 'checkpoint', 'reversible'"),
     (["train", "--epochs", "x"], "invalid int value"),

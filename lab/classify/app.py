@@ -257,9 +257,15 @@ def launch_kwargs(home: str | Path | None, host: str, port: int | None) -> dict[
                 blocked_paths=[str(lab_home(home))])
 
 
-def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int | None = None
-          ) -> int:
-    """Build the app and serve it until interrupted (`python -m lab classify`)."""
+def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int | None = None,
+          *, owners: list | None = None, owners_file: str | Path | None = None,
+          idle_exit: float = 10.0) -> int:
+    """Build the app and serve it until interrupted (`python -m lab classify`).
+
+    With ``owners`` ((pid, start) pairs, the Streamlit server that started it) or an
+    ``owners_file`` (see lab.classify.lifetime), it stops by itself once none of its owners has
+    been alive for ``idle_exit`` seconds.
+    """
     import shutil
     import signal
     import sys
@@ -268,6 +274,14 @@ def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int | N
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    if owners or owners_file:
+        from lab.classify.lifetime import watch
+
+        def gone(reason: str) -> None:
+            print(f"classifier stopping: {reason}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        watch(owners or [], owners_file, idle_exit, gone)
     import torch
 
     torch.set_num_threads(INFERENCE_THREADS)

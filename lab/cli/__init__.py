@@ -259,10 +259,26 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     from lab.runs import jobs
     from lab.runs.store import Store
 
+    if (args.run is None) == (not args.all):
+        args.parser.error("name one RUN to cancel, or --all for every queued and running run")
     with Store() as store:
-        run_id = store.resolve(args.run)
-        status = jobs.cancel(run_id, store=store, grace=args.grace)
-    print(f"run {run_id} {status}")
+        if not args.all:
+            run_id = store.resolve(args.run)
+            status = jobs.cancel(run_id, store=store, grace=args.grace)
+            print(f"run {run_id} {status}")
+            return 0
+        jobs.reconcile(store, schedule_queue=False)  # dead runs are stale, not cancellable
+        # queued ones first, so none of them starts in a slot that a cancel frees
+        active = sorted(store.list_runs(status=["queued", "running"]),
+                        key=lambda r: r.status != "queued")
+        for run in active:
+            try:
+                status = jobs.cancel(run.id, store=store, grace=args.grace)
+            except jobs.JobError:  # it ended meanwhile
+                status = store.require_run(run.id).status
+            print(f"run {run.id} {status}")
+    if not active:
+        print("no queued or running runs", file=sys.stderr)
     return 0
 
 
@@ -330,11 +346,15 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("cancel", help="cancel a queued or running run")
-    p.add_argument("run", help="run id (or a unique prefix)")
+    p = sub.add_parser("cancel", help="cancel a queued or running run (or --all of them)",
+                       description="Runs are their own processes and keep training after the "
+                       "app or terminal that started them is gone; this stops them (each "
+                       "checkpoints first).")
+    p.add_argument("run", nargs="?", help="run id (or a unique prefix)")
+    p.add_argument("--all", action="store_true", help="every queued and running run")
     p.add_argument("--grace", type=float, default=10.0,
                    help="seconds to wait after SIGTERM before SIGKILL (default 10)")
-    p.set_defaults(func=_cmd_cancel)
+    p.set_defaults(func=_cmd_cancel, parser=p)
 
     p = sub.add_parser("delete", help="delete a run's records and folder")
     p.add_argument("run", help="run id (or a unique prefix)")

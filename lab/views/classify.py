@@ -3,6 +3,11 @@
 The Streamlit Classify page calls `ensure_server()` on every rerun: it reuses the process named in
 `$LAB_HOME/classify_server.json` while that process lives and answers, and starts
 `python -m lab classify` otherwise. Failures raise `ServerError` with what to do.
+
+The calling process (the Streamlit server) is the classifier's owner: the classifier stops by
+itself `IDLE_EXIT_S` seconds after its last owner is gone (lab.classify.lifetime), so stopping
+the app leaves no classifier behind. A Streamlit server that reuses a running classifier adds
+itself to the owners listed in the state file.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from lab.runs.store import Store, lab_home
 STATE_NAME = "classify_server.json"
 LOG_NAME = "classify_server.log"
 DEFAULT_PORT = 7860  # Gradio's usual port; LAB_CLASSIFY_PORT overrides it
+IDLE_EXIT_S = 10.0  # the classifier stops this long after its last owner (Streamlit) is gone
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -46,6 +52,7 @@ class ServerInfo:
     host: str
     port: int
     started_at: float
+    owners: tuple[tuple[int, int | None], ...] = ()  # (pid, start): the servers using it
 
     @property
     def url(self) -> str:
@@ -59,8 +66,11 @@ def _state_path(home: str | Path | None) -> Path:
 def read_state(home: str | Path | None = None) -> ServerInfo | None:
     """The recorded server, alive or not (None if none was recorded or the file is unreadable)."""
     try:
-        return ServerInfo(**json.loads(_state_path(home).read_text()))
-    except (OSError, ValueError, TypeError):
+        data = json.loads(_state_path(home).read_text())
+        data["owners"] = tuple((int(p), None if s is None else int(s))
+                               for p, s in data.get("owners", ()))
+        return ServerInfo(**data)
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
@@ -113,8 +123,15 @@ def ensure_server(home: str | Path | None = None, *, host: str = "127.0.0.1",
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f".{STATE_NAME}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two browser tabs at once start one server
+        me = _me()
         info = running_server(home)
         if info is not None:
+            if me not in info.owners:  # another Streamlit server started it: own it too
+                from lab.classify.lifetime import any_alive
+
+                info = ServerInfo(**{**asdict(info), "owners": tuple(
+                    o for o in info.owners if any_alive([o])) + (me,)})
+                _write_state(home, info)
             return _wait_ready(info, None, root / LOG_NAME, timeout)
         with Store(home) as store:
             from lab.classify.model import completed_runs
@@ -134,15 +151,24 @@ def ensure_server(home: str | Path | None = None, *, host: str = "127.0.0.1",
                    "PYTHONPATH")) if p)}
         with open(root / LOG_NAME, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "lab", "classify", "--host", host, "--port", str(port)],
+                [sys.executable, "-m", "lab", "classify", "--host", host, "--port", str(port),
+                 "--owner", f"{me[0]}:{me[1] or ''}".rstrip(":"),
+                 "--owners-file", str(_state_path(home)), "--idle-exit", str(IDLE_EXIT_S)],
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)  # survives Streamlit reruns
         from lab.runs.jobs import process_start
 
         info = ServerInfo(pid=proc.pid, pid_start=process_start(proc.pid), host=host,
-                          port=port, started_at=time.time())
+                          port=port, started_at=time.time(), owners=(me,))
         _write_state(home, info)
         return _wait_ready(info, proc, root / LOG_NAME, timeout)
+
+
+def _me() -> tuple[int, int | None]:
+    """This process (the Streamlit server, or a test) as an owner: (pid, start time)."""
+    from lab.runs.jobs import process_start
+
+    return os.getpid(), process_start(os.getpid())
 
 
 def _wait_ready(info: ServerInfo, proc: subprocess.Popen | None, log: Path,
