@@ -7,8 +7,10 @@ shows it with ``st.plotly_chart`` and the CLI writes the same figure as self-con
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 
 # one colour per memory mode / family, stable across every figure of the lab
@@ -28,18 +30,108 @@ def color(name: str, i: int = 0) -> str:
 
 def finish(fig: go.Figure, *, title: str | None = None, uirevision: str = "lab",
            height: int = 420) -> go.Figure:
-    """The lab's common layout; ``uirevision`` keeps the user's zoom across live redraws."""
+    """The lab's common layout; ``uirevision`` keeps the user's zoom across live redraws.
+
+    The title sits below the toolbar (plotly's modebar and Streamlit's element toolbar take
+    the top ~30 px, right-aligned), so a long title never runs under the buttons. Then
+    :func:`tidy` applies the rules every figure follows (markers, log-axis labels).
+    """
     fig.update_layout(template="plotly_white", height=height, uirevision=uirevision,
-                      margin=dict(t=60 if title else 30, b=40, l=50, r=20),
+                      margin=dict(t=TITLE_TOP + 50 if title else 40, b=40, l=50, r=20),
                       legend=dict(orientation="h", y=-0.15))
     if title:
-        fig.update_layout(title=dict(text=title))
+        fig.update_layout(title=dict(text=title, x=0, xref="paper", xanchor="left",
+                                     y=1, yref="container", yanchor="top",
+                                     pad=dict(t=TITLE_TOP), font=dict(size=16)))
+    return tidy(fig)
+
+
+TITLE_TOP = 34   # px from the top of the figure to its title: the toolbar's row stays clear
+FEW_POINTS = 20  # a line with this many points or fewer also gets markers (plotly's own rule)
+
+
+def tidy(fig: go.Figure) -> go.Figure:
+    """The rules every figure of the lab follows, also after its data was replaced in place.
+
+    - a line with few points is drawn with markers, so one point shows as a dot, not nothing;
+    - a log axis is labelled with whole numbers (1, 2, 5, 10, ..., 1k), never plotly's
+      abbreviated "1000, 2, 5" (see :func:`log_ticks`).
+    """
+    values: dict[str, list] = {}
+    for trace in fig.data:
+        if trace.type != "scatter":
+            continue
+        mode = trace.mode or ""
+        if "lines" in mode and "markers" not in mode and _finite_count(trace.y) <= FEW_POINTS:
+            trace.mode = mode + "+markers"
+        for letter in ("x", "y"):
+            ref = getattr(trace, f"{letter}axis", None) or letter  # "x", "x2", ...
+            data = getattr(trace, letter, None)
+            if data is not None:
+                values.setdefault(f"{letter}axis{ref[1:]}", []).extend(_floats(data))
+    for name, vals in values.items():
+        axis = fig.layout[name] if name in fig.layout else None
+        if axis is not None and axis.type == "log":
+            axis.update(log_ticks(vals))
     return fig
 
 
-def to_html(fig: go.Figure, path: str | Path | None = None) -> str:
-    """The figure as one self-contained HTML document (plotly.js inlined); written if ``path``."""
-    html = fig.to_html(include_plotlyjs=True, full_html=True)
+def _floats(data) -> list[float]:
+    out = []
+    for v in np.asarray(data, dtype=object).ravel():
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(f):
+            out.append(f)
+    return out
+
+
+def _finite_count(data) -> int:
+    return 0 if data is None else len(_floats(data))
+
+
+def tick_label(v: float) -> str:
+    """A log-axis tick as a person writes it: 0.01, 0.5, 1, 20, 500, 1k, 20k, 1M; 1e-5 below."""
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return f"{v / div:.3g}{suffix}"
+    if v >= 1e-3:
+        return f"{v:.3g}"
+    mantissa, exponent = f"{v:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+_DECADES = range(-18, 19)
+
+
+def log_ticks(values) -> dict:
+    """Tick settings for a log axis showing ``values``: 1-2-5 steps within three decades, whole
+    decades beyond, each labelled in full by :func:`tick_label`. The ticks cover every decade
+    from 1e-18 to 1e18 (plotly draws only those in view), so zooming and live growth keep them.
+    Fewer than two such ticks in the data's range: plotly's own ticks, as full numbers.
+    """
+    pos = [v for v in values if v > 0]
+    if not pos:
+        return dict(tickmode="auto", tickvals=None, ticktext=None, tickformat="~g")
+    lo, hi = min(pos), max(pos)
+    steps = (1,) if math.log10(hi / lo) > 3 else (1, 2, 5)
+    ticks = [m * 10.0 ** k for k in _DECADES for m in steps]
+    if sum(lo / 1.05 <= t <= hi * 1.05 for t in ticks) < 2:
+        return dict(tickmode="auto", tickvals=None, ticktext=None, tickformat="~g")
+    return dict(tickmode="array", tickvals=ticks, ticktext=[tick_label(t) for t in ticks])
+
+
+def to_html(fig: go.Figure, path: str | Path | None = None, *,
+            plotlyjs_url: str | None = None) -> str:
+    """The figure as one HTML document; written to ``path`` if given.
+
+    Without ``plotlyjs_url`` plotly.js is inlined (a self-contained file of about 4.7 MB, for
+    the CLI's reports). With it, the page loads plotly.js from that address (the lab app's own
+    server: see ``lab.views.runs.plotly_js``) and the file holds only the figure: a few kB.
+    """
+    html = fig.to_html(include_plotlyjs=plotlyjs_url or True, full_html=True)
     if path is not None:
         Path(path).write_text(html, encoding="utf-8")
     return html

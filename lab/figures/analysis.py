@@ -49,17 +49,23 @@ def trajectory_figure(tr, sample: int = 0) -> go.Figure:
                                                              color=PALETTE[s % len(PALETTE)])))
     fig.update_xaxes(title="principal direction 1")
     fig.update_yaxes(title="principal direction 2")
-    return finish(fig, title="Trajectory through the blocks (forward, and rebuilt backwards)")
+    rebuilt = any(r is not None for r in tr.rebuilt)
+    return finish(fig, title="Trajectory through the blocks (forward, and rebuilt backwards)"
+                  if rebuilt else "Trajectory through the blocks (forward only: no inverse)")
 
 
 def feature_maps_figure(tr, block: int, *, sample: int = 0, channels: int = 8,
                         rebuilt: bool = False) -> go.Figure:
-    """The first ``channels`` channels of the state leaving ``block`` (or its rebuilt input)."""
+    """The first ``channels`` channels of the state leaving ``block`` (or its rebuilt input).
+
+    ``rebuilt`` is ignored for a block that has no rebuilt input (a ResNet block cannot be
+    inverted): the figure then shows, and says it shows, the output.
+    """
     if not 0 <= block < len(tr.outputs):
         raise ValueError(f"block={block} is out of range: the model has {len(tr.outputs)} "
                          "blocks")
-    state = (tr.rebuilt[block] if rebuilt and tr.rebuilt[block] is not None
-             else tr.outputs[block])[sample].float().cpu()
+    rebuilt = rebuilt and tr.rebuilt[block] is not None
+    state = (tr.rebuilt[block] if rebuilt else tr.outputs[block])[sample].float().cpu()
     n = min(channels, state.shape[0])
     cols = min(4, n)
     rows = (n + cols - 1) // cols

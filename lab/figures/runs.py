@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from lab.figures import color, finish
+from lab.figures import color, finish, tidy
 from lab.runs.live import MAX_POINTS, LiveRun
 
 MIB = 1024 * 1024
@@ -125,6 +125,8 @@ def live_figures(live: LiveRun, *, previous: dict[str, go.Figure] | None = None,
             with fig.batch_update():
                 for old, t in zip(fig.data, traces):
                     old.x, old.y = t.x, t.y
+                    old.mode = "lines+markers" if t.markers else "lines"
+                tidy(fig)  # markers while few points, log ticks for the new range
         else:
             title, y_title, log_y = LIVE[key]
             fig = curves_figure(traces, title=title, x_title="step", y_title=y_title,
