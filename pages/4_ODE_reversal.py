@@ -60,23 +60,26 @@ worst = av.summary(result)
 
 c1, c2 = st.columns(2)
 c1.plotly_chart(fig.trajectory_figure(tr), key="trajectory")
+c1.caption(av.terms("segment", "forward / rebuilt") if tr.rebuilt[0] is not None
+           else av.terms("segment"))
 if tr.rebuilt[0] is None:
     c2.info("ResNet blocks are not invertible: there is nothing to rebuild backwards. "
             "Pick a Hamiltonian, Midpoint, Leapfrog or RevNet model.")
 else:
     c2.plotly_chart(fig.rebuild_error_figure(result.errors, tr.labels), key="errors")
     c2.caption("Worst per-block error: " + ", ".join(
-        f"{k}: {v:.1e}" for k, v in worst["worst_error"].items() if v is not None))
+        f"{k}: {v:.1e}" for k, v in worst["worst_error"].items() if v is not None)
+        + ".  \n" + av.terms("anchors every k", "float32 / float64"))
 
 block = st.slider("Block whose feature maps are shown (and whose Jacobian is analysed)", 1,
                   n_blocks, key="block")
 c3, c4 = st.columns(2)
-show_rebuilt = c3.toggle("Show the rebuilt input instead of the output",
-                         disabled=tr.rebuilt[0] is None)
+invertible = tr.rebuilt[0] is not None
+if not invertible:  # a ResNet has no rebuilt input: the toggle reads off, not "on but disabled"
+    st.session_state["show_rebuilt"] = False
+show_rebuilt = c3.toggle("Show the rebuilt input instead of the output", key="show_rebuilt",
+                         disabled=not invertible,
+                         help=None if invertible else "ResNet blocks have no inverse")
 c3.plotly_chart(fig.feature_maps_figure(tr, block - 1, rebuilt=show_rebuilt), key="maps")
 c4.plotly_chart(fig.eigenvalue_figure(result.spectra), key="eigen")
-c4.caption(f"At the input of {result.block_for_spectra} (centre {av.CROP}x{av.CROP} crop, "
-           "exact Jacobian). max |Re λ| / max |λ|: " + ", ".join(
-               f"{k} {v:.1e}" for k, v in worst["real_ratio"].items())
-           + ". The Hamiltonian right-hand side has the form [[0, A], [-B, 0]] with A, B "
-           "positive semidefinite, so its eigenvalues lie on the imaginary axis.")
+c4.caption(av.spectrum_caption(result))

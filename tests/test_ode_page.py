@@ -46,3 +46,40 @@ def test_a_grown_runs_checkpoint_loads_with_its_network(lab_home):
     an = av.analyse(loaded.model, x[0])
     assert an.main.max_error < 1e-4 and "ResNet block" in an.spectra
     assert torch.isfinite(loaded.model(x)).all()
+
+
+def test_switching_to_a_resnet_turns_the_rebuilt_toggle_off(lab_home):
+    at = AppTest.from_file("../pages/4_ODE_reversal.py", default_timeout=60).run(timeout=180)
+    at.toggle(key="show_rebuilt").set_value(True).run(timeout=180)
+    assert at.toggle(key="show_rebuilt").value is True
+    at.selectbox[0].set_value("untrained:resnet:digits").run(timeout=180)
+    assert not at.exception, at.exception
+    toggle = at.toggle(key="show_rebuilt")
+    assert toggle.value is False and toggle.disabled
+
+
+def test_captions_print_the_ratio_they_talk_about_and_explain_the_legend(lab_home):
+    at = AppTest.from_file("../pages/4_ODE_reversal.py", default_timeout=60).run(timeout=180)
+    captions = " ".join(c.value for c in at.caption)
+    assert "max |Re λ| / max |λ|" in captions and "Hamiltonian block: " in captions
+    assert "lie on the imaginary axis" not in captions  # a claim, not a measurement
+    for term in ("**segment**", "**anchors every k**", "**forward / rebuilt**"):
+        assert term in captions, term
+
+
+@pytest.mark.parametrize("ratio, words", [(0.0, "on the imaginary axis"),
+                                          (1.7e-2, "near the imaginary axis (real parts up to "
+                                                   "1.7%"),
+                                          (0.98, "off the imaginary axis")])
+def test_axis_position_says_what_the_ratio_shows(ratio, words):
+    assert av.axis_position(ratio).startswith(words)
+
+
+def test_a_resnet_feature_map_is_never_labelled_rebuilt():
+    from lab.figures.analysis import feature_maps_figure, trajectory_figure
+
+    model = av.load("untrained:resnet:digits").model
+    x, _, _ = av.images("digits", n=1)
+    tr = av.analyse(model, x[0]).main
+    assert "output of" in feature_maps_figure(tr, 0, rebuilt=True).layout.title.text
+    assert "rebuilt" not in trajectory_figure(tr).layout.title.text

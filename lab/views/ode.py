@@ -168,5 +168,41 @@ def summary(an: Analysis) -> dict[str, Any]:
     return {"worst_error": worst, "real_ratio": ratio}
 
 
+def axis_position(ratio: float) -> str:
+    """Where eigenvalues with this max |Re| / max |lambda| lie, in words (what the figure shows)."""
+    if ratio < 1e-9:
+        return "on the imaginary axis"
+    if ratio < 0.1:
+        return f"near the imaginary axis (real parts up to {100 * ratio:.2g}% of max |λ|)"
+    return f"off the imaginary axis (real parts up to {100 * ratio:.2g}% of max |λ|)"
+
+
+def spectrum_caption(an: Analysis) -> str:
+    """The eigenvalue figure's caption: the ratio it talks about, computed for the shown blocks."""
+    ratios = summary(an)["real_ratio"]
+    shown = "; ".join(f"{name}: {r:.1e}, {axis_position(r)}" for name, r in ratios.items())
+    return (f"Jacobian of each block's right-hand side at the input of {an.block_for_spectra} "
+            f"(centre {CROP}x{CROP} crop, exact, float64). max |Re λ| / max |λ| (0: every "
+            f"eigenvalue on the imaginary axis) — {shown}.")
+
+
+# one line per term the page's legends and inputs use
+TERMS = {
+    "segment": "the blocks between two transitions (where the width or resolution changes); "
+               "each segment's states are projected on their own two main directions",
+    "forward / rebuilt": "a state computed going forward, and the same state recomputed "
+                         "backwards from the segment's output with the blocks' inverses (x)",
+    "anchors every k": "the backward keeps every k-th state as an exact restart point, so a "
+                       "rebuild error can grow over at most k blocks (memory: one more state "
+                       "kept per k blocks)",
+    "float32 / float64": "the precision the model and its reversal are computed in",
+}
+
+
+def terms(*names: str) -> str:
+    """Markdown lines explaining the given legend terms (all of them by default)."""
+    return "  \n".join(f"**{n}**: {TERMS[n]}" for n in (names or TERMS))
+
+
 def home_path(store: Store) -> Path:
     return Path(store.home)
