@@ -47,3 +47,27 @@ def test_home_shows_the_benchmark_figure_and_trains_the_default_model(lab_home, 
     assert run.config["memory"] == "reversible" and run.name == "default"
     assert at.query_params["run"] == run.id  # now on the Train page, attached to the run
     assert at.subheader[0].value.startswith(f"Run {run.id}")
+
+
+def test_navigation_titles_icons_and_pages():
+    from lab.views.navigation import REPO, SECTIONS, all_pages
+
+    titles = [p.title for p in all_pages()]
+    assert titles[0] == "Home" and not all_pages()[0].url_path  # the default page
+    for want in ("Train", "Runs", "Depth lab", "ODE reversal", "Classify"):
+        assert want in titles
+    assert all(p.icon.startswith(":material/") and p.icon.endswith(":") for p in all_pages())
+    assert all((REPO / p.file).is_file() for p in all_pages())
+    assert len({p.url_path for p in all_pages()}) == len(all_pages())
+    assert list(SECTIONS)[0] == ""  # Home stands alone above the groups
+
+
+@pytest.mark.parametrize("page, title", [("pages/1_Train.py", "Train"),
+                                         ("pages/2_Runs.py", "Runs"),
+                                         ("pages/5_Classify.py", "Classify")])
+def test_entry_switches_to_pages(lab_home, page, title):
+    at = AppTest.from_file("../streamlit_app.py", default_timeout=60).run()
+    assert not at.exception and at.title[0].value.startswith("revlab")  # Home by default
+    at.switch_page(page).run()
+    assert not at.exception
+    assert at.title[0].value == title

@@ -28,7 +28,7 @@ def run_rows(home: str | None = None, limit: int = 50) -> list[dict]:
 
 
 # the benchmark the home page plots (written by `python -m lab bench scaling --tag cpu`)
-SCALING_JSON = Path(__file__).resolve().parent.parent / "docs" / "bench" / "scaling-cpu.json"
+SCALING_JSON = Path(__file__).resolve().parents[2] / "docs" / "bench" / "scaling-cpu.json"
 
 
 def scaling_payload(path: str | Path | None = None) -> dict | None:

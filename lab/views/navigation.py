@@ -1,0 +1,42 @@
+"""The app's pages in sidebar order: file, title, Material icon, URL path and section.
+
+`streamlit_app.py` builds `st.navigation` from `SECTIONS`; tests use it to find every page by
+title and URL. Icons are Streamlit's Material Symbols (a web font served by Streamlit itself),
+so they show in browsers without an emoji font.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]  # PageSpec.file is relative to it
+
+@dataclass(frozen=True)
+class PageSpec:
+    file: str  # relative to the repository root (where streamlit_app.py is)
+    title: str  # the sidebar label and the browser tab's title
+    icon: str  # ":material/<name>:"
+    url_path: str  # "" for the default page; deep links are /<url_path>?run=<id>
+
+
+SECTIONS: dict[str, list[PageSpec]] = {
+    "": [PageSpec("pages/0_Home.py", "Home", ":material/home:", "")],
+    "Train and compare": [
+        PageSpec("pages/1_Train.py", "Train", ":material/model_training:", "Train"),
+        PageSpec("pages/2_Runs.py", "Runs", ":material/table_rows:", "Runs"),
+        # Experiments goes here once pages/6_Experiments.py exists (being written):
+        # PageSpec("pages/6_Experiments.py", "Experiments", ":material/science:", "Experiments"),
+    ],
+    "Look inside": [
+        PageSpec("pages/3_Depth_lab.py", "Depth lab", ":material/stacked_line_chart:",
+                 "Depth_lab"),
+        PageSpec("pages/4_ODE_reversal.py", "ODE reversal", ":material/undo:", "ODE_reversal"),
+        PageSpec("pages/5_Classify.py", "Classify", ":material/image_search:", "Classify"),
+    ],
+}
+
+
+def all_pages() -> list[PageSpec]:
+    """Every page, in sidebar order."""
+    return [p for pages in SECTIONS.values() for p in pages]

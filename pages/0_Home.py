@@ -1,0 +1,52 @@
+"""Home: what the lab is, the latest runs, one-click default training, the point."""
+
+import streamlit as st
+
+from lab.cli.models import model_rows
+from lab.figures.home import memory_vs_depth
+from lab.runs import jobs
+from lab.views.home import launch_default_run, run_rows, scaling_payload
+
+st.set_page_config(page_title="revlab", layout="wide")  # before any element
+st.title("revlab: reversible, ODE-inspired deep networks")
+st.markdown(
+    "revlab trains Hamiltonian, Midpoint and Leapfrog networks (Chang et al., AAAI 2018): "
+    "residual networks read as discretised ODEs whose blocks can be run backwards. "
+    "Because every block's input can be rebuilt from its output, training only keeps each "
+    "stage's output, so activation memory stays flat however deep the network grows. "
+    "Here you configure and launch runs, watch them live, compare memory modes and depths, "
+    "and inspect how exactly the reversal works.")
+jobs.reconcile()  # cheap: dead runs show as stale, queued ones start
+
+left, right = st.columns([3, 2])
+with left:
+    st.header("Latest runs")
+    if st.button("Train the default model", type="primary", key="train_default",
+                 help="a small Hamiltonian network on the embedded digits; about 10-30 s on a "
+                      "laptop CPU"):
+        st.switch_page("pages/1_Train.py", query_params={"run": launch_default_run()})
+    runs = run_rows(limit=10)
+    if runs:
+        st.dataframe(runs, hide_index=True, width="stretch", key="latest_runs")
+        st.page_link("pages/2_Runs.py", label="All runs, curves and comparisons")
+    else:
+        st.info("No runs yet. Press the button above, or start one with `python -m lab train` "
+                "(default: a small Hamiltonian network on the embedded digits dataset).")
+    st.caption("Runs are processes of their own: they keep training when you close the browser "
+               "or stop the app, and show up here again when it restarts. Stop them with "
+               "`python -m lab cancel RUN`, or all at once with `python -m lab cancel --all`.")
+with right:
+    payload = scaling_payload()
+    if payload is not None:
+        st.plotly_chart(memory_vs_depth(payload), key="home_scaling")
+        st.caption("Measured with `" + payload.get("command", "python -m lab bench scaling")
+                   + "` (docs/bench/scaling-cpu.md): the reversible backward keeps the same "
+                   "memory at 1202 layers as at 14.")
+    else:
+        st.info("No recorded benchmark: run `python -m lab bench scaling --tag cpu` to draw "
+                "activation memory against depth here.")
+
+st.header("Models")
+st.dataframe(st.cache_data(model_rows)(), hide_index=True, width="stretch", key="models")
+st.caption("Generic names take blocks=, widths=, h= (shown: their defaults). Parameters for "
+           "10 classes and 3 input channels; `python -m lab models` prints the same table.")
