@@ -15,7 +15,8 @@ from core.blocks import (
                          RevNetBlock,
 )
 from core.budget import MemoryPlan
-from core.memory import MEMORY_MODES, SavedTensorMeter, estimate_activation_bytes
+from core.estimate import estimate_activation_bytes
+from core.memory import MEMORY_MODES, SavedTensorMeter
 from core.network import NetworkConfig, ReversibleNet
 from core.reversible import ReversibleSegment
 from core.zoo import count_parameters, create_model, list_models, model_config

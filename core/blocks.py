@@ -14,6 +14,8 @@ Maths (PAPER.md; ``K^T`` is the transposed convolution sharing ``K``'s weight, `
   ``Y2 = Y0 + 2h s(N((K2-K2^T) Y1))``
 - Leapfrog (two time steps): ``Y1 = 2Y0 - Y-1 - h^2 K1^T s(N(K1 Y0))``, and the same with K2
 - RevNet: ``y1 = x1 + F(x2)``, ``y2 = x2 + G(y1)`` with F, G = BN-ReLU-conv-BN-ReLU-conv
+
+``FAMILIES`` names each block class (the registry ``NetworkConfig.family`` picks from).
 """
 
 from __future__ import annotations
@@ -247,3 +249,15 @@ class ResNetBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(torch.add(x, self.body(x), alpha=self.h))
+
+
+# Block families by name: what ``NetworkConfig.family`` chooses. A family is invertible (it
+# supports the memory modes that rebuild activations) exactly when its block is a
+# ``ReversibleBlock``; ``core.memory.supported_modes`` reads it from here.
+FAMILIES: dict[str, type[nn.Module]] = {
+    "hamiltonian": HamiltonianBlock,
+    "midpoint": MidpointBlock,
+    "leapfrog": LeapfrogBlock,
+    "revnet": RevNetBlock,
+    "resnet": ResNetBlock,
+}

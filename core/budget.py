@@ -7,21 +7,16 @@ the same tensors the stored suffix takes as input, so the two share one boundary
 
 The plan is computed, not guessed: each distinct block (same ``repr`` and input shapes) is run
 once at the real input shape under ``SavedTensorMeter`` (bytes it saves, and whether they
-include its input or output halves) and ``FlopCounterMode`` (the cost of rebuilding it). Blocks
-are then stored greedily, most rebuild flops saved per byte first, always extending a segment's
-stored suffix, until the next one would exceed the budget.
+include its input or output halves) and ``FlopCounterMode`` (the cost of rebuilding it): that
+measuring is ``core.reversible.measure_block``, since it runs the blocks. This module is the
+arithmetic only: blocks are stored greedily, most rebuild flops saved per byte first, always
+extending a segment's stored suffix, until the next one would exceed the budget.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-
-import torch
-from torch import Tensor, nn
-
-from core.memory import SavedTensorMeter
 
 MiB = 2**20
 
@@ -43,42 +38,6 @@ class BlockCost:
 
     def input_saved_bytes(self) -> int:
         return self.a_bytes * self.saves_in[0] + self.b_bytes * self.saves_in[1]
-
-
-def measure_block(block: nn.Module, a: Tensor, b: Tensor) -> BlockCost:
-    """Run ``block`` once on copies of ``(a, b)`` and record what it saves (state untouched:
-    batch-norm running statistics are restored, the RNG is forked)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from core.reversible import batch_norms, frozen_running_stats
-
-    a = a.detach().clone().requires_grad_(a.is_floating_point())
-    b = b.detach().clone().requires_grad_(b.is_floating_point())
-    devices = [a.device] if a.device.type == "cuda" else []
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.random.fork_rng(devices=devices, device_type="cuda"))
-        stack.enter_context(frozen_running_stats(batch_norms(block)))
-        stack.enter_context(torch.enable_grad())
-        flops = stack.enter_context(FlopCounterMode(display=False))
-        meter = stack.enter_context(SavedTensorMeter(exclude=block.parameters()))
-        a2, b2 = block(a, b)
-    return BlockCost(saved_bytes=meter.bytes, a_bytes=a.untyped_storage().nbytes(),
-                     b_bytes=b.untyped_storage().nbytes(),
-                     saves_in=(meter.holds(a), meter.holds(b)),
-                     saves_out=(meter.holds(a2), meter.holds(b2)),
-                     flops=int(flops.get_total_flops()))
-
-
-def block_costs(blocks: Sequence[nn.Module], a: Tensor, b: Tensor) -> list[BlockCost]:
-    """``measure_block`` for each block, once per distinct block (same repr and mode)."""
-    seen: dict[tuple[str, bool], BlockCost] = {}
-    out = []
-    for block in blocks:
-        key = (repr(block), block.training)
-        if key not in seen:
-            seen[key] = measure_block(block, a, b)
-        out.append(seen[key])
-    return out
 
 
 @dataclass(frozen=True)

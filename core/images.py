@@ -1,19 +1,31 @@
-"""Safe decoding of a user's image into the tensor a trained model expects: the one way in.
+"""Safe decoding of an image file into the tensor a trained model expects: the one way in.
 
-Every image from outside (an upload, a drawing, an example file) goes through `prepare_image`:
+Every image file the project reads goes through `decode_image`, with ONE set of formats and
+limits: an upload, a drawing, an example file (through `prepare_image`) and every file of a
+training image folder (`core.data.folder`). The rule:
+
+- formats PNG, JPEG, WebP, GIF, BMP, TIFF and PPM (the Netpbm family: .ppm/.pgm/.pbm/.pnm),
+  recognised by content, never by name;
+- at most `MAX_BYTES` (10 MiB) of encoded data and `MAX_PIXELS` (25 megapixels: a 24-megapixel
+  camera photo fits) per image; an uncompressed TIFF/BMP/PPM over 10 MiB is refused (re-save it
+  as PNG or JPEG, or shrink it).
+
+The steps:
 
 1. size limit on the raw bytes, checked before anything is decoded;
-2. `Image.open(..., formats=ACCEPTED_FORMATS)`: PNG, JPEG, WebP, GIF, BMP only (Pillow sniffs
-   the content, so a renamed HTML/PDF/SVG/EPS file is refused, and EPS never reaches Ghostscript);
-3. a pixel-count ceiling read from the header, and Pillow's `DecompressionBombWarning` raised as
+2. `Image.open(..., formats=ACCEPTED_FORMATS)`: Pillow sniffs the content, so a renamed
+   HTML/PDF/SVG/EPS file is refused, and EPS never reaches Ghostscript;
+3. the pixel ceiling read from the header, and Pillow's `DecompressionBombWarning` raised as
    an error, both before the pixels are decoded;
-4. the full decode inside the same try (Pillow is lazy), first frame only of an animation;
+4. the full decode inside the same try (Pillow is lazy), first frame only of an animation or a
+   multi-page TIFF;
 5. EXIF orientation applied, so a phone photo ends up upright;
 6. modes normalised to floats in [0, 1]: transparency (RGBA, LA, palette or tRNS) composited on
    `BACKGROUND` (white, like paper and the drawing canvas), 16-bit greyscale scaled by 1/65535
    (not clipped to 8 bits), CMYK, palette and 1-bit converted, greyscale kept as one channel;
-7. resized and normalised exactly as the run's training data: the dataset's channels (RGB to grey
-   with ITU-R 601 luma weights), size (shorter side resized, centre crop), mean and std.
+7. (`prepare_image`) resized and normalised exactly as the run's training data: the dataset's
+   channels (RGB to grey with ITU-R 601 luma weights), size (shorter side resized, centre crop),
+   mean and std.
 
 Digits (scikit-learn's 8x8 set) are light ink on a dark background, scaled to fill the frame,
 made by box-averaging 32x32 bitmaps. A picture with a light border (paper, the sketchpad) is
@@ -40,16 +52,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
 __all__ = [
-    "ACCEPTED_EXTENSIONS", "ACCEPTED_FORMATS", "BACKGROUND", "MAX_BYTES", "MAX_PIXELS",
-    "ImageError", "ImageSpec", "PreparedImage", "decode_image", "prepare_image",
+    "ACCEPTED_EXTENSIONS", "ACCEPTED_FORMATS", "ACCEPTED_NAMES", "BACKGROUND", "MAX_BYTES",
+    "MAX_PIXELS", "ImageError", "ImageSpec", "PreparedImage", "decode_image", "prepare_image",
 ]
 
-ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")  # Pillow format names
-ACCEPTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
-MAX_BYTES = 10 * 2**20  # 10 MiB of encoded data
-MAX_PIXELS = 25_000_000  # width x height; a 24-megapixel camera photo fits
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM")  # Pillow format names
+ACCEPTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+                       ".ppm", ".pgm", ".pbm", ".pnm")
+MAX_BYTES = 10 * 2**20  # 10 MiB of encoded data, uploads and image folders alike
+# width x height; a 24-megapixel photo fits. Below Pillow's own bomb threshold (89.5 MP), whose
+# warning is an error here anyway.
+MAX_PIXELS = 25_000_000
 BACKGROUND = (1.0, 1.0, 1.0)  # white, on the [0, 1] scale: what transparency becomes
-_ACCEPTED = "PNG, JPEG, WebP, GIF or BMP"
+ACCEPTED_NAMES = "PNG, JPEG, WebP, GIF, BMP, TIFF or PPM"  # for messages and labels
 # Python's warning filters are process-wide: one lock keeps a thread's "bomb warning is an
 # error" filter in place for the whole of its decode.
 _DECODE_LOCK = threading.Lock()
@@ -126,13 +141,13 @@ def _read_limited(source: Any, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise ImageError(_too_big(len(data), max_bytes))
     if not data:
-        raise ImageError(f"the file is empty (0 bytes); upload a {_ACCEPTED} image")
+        raise ImageError(f"the file is empty (0 bytes); give a {ACCEPTED_NAMES} image")
     return data
 
 
 def _too_big(size: int, max_bytes: int) -> str:
     return (f"the file is {size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB. "
-            f"Shrink or re-save it ({_ACCEPTED})")
+            f"Shrink or re-save it ({ACCEPTED_NAMES})")
 
 
 def decode_image(source: bytes | str | os.PathLike | BinaryIO, *, max_bytes: int = MAX_BYTES,
@@ -177,14 +192,14 @@ def decode_image(source: bytes | str | os.PathLike | BinaryIO, *, max_bytes: int
             raise ImageError(f"refused as a decompression bomb ({e}); the limit is "
                              f"{max_pixels / 1e6:.0f} megapixels") from None
         except UnidentifiedImageError:
-            raise ImageError(f"not a {_ACCEPTED} image (the content was not recognised; "
+            raise ImageError(f"not a {ACCEPTED_NAMES} image (the content was not recognised; "
                              f"a renamed file, e.g. HTML, PDF, SVG or ZIP, is refused)") from None
         except MemoryError:
             raise ImageError("the image needs too much memory to decode; resize it") from None
         except Exception as e:  # noqa: BLE001 - any decoder failure on untrusted data
             raise ImageError(f"the file is damaged or truncated and could not be decoded "
                              f"({type(e).__name__}: {str(e)[:120]}); re-save it as "
-                             f"{_ACCEPTED}") from None
+                             f"{ACCEPTED_NAMES}") from None
 
 
 def _upright(im: Image.Image) -> Image.Image:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
 from dataclasses import dataclass
 
@@ -10,26 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.blocks import (
-    HamiltonianBlock,
-    LeapfrogBlock,
-    MidpointBlock,
-    ResNetBlock,
-    RevNetBlock,
-    batch_norm,
-)
+from core.blocks import FAMILIES, batch_norm
 from core.budget import MemoryPlan, MiB, plan
-from core.memory import check_memory_mode
+from core.memory import (
+    SavedTensorMeter,
+    check_memory_mode,
+    check_supported,
+    invertible,
+    side_effect_free,
+    storage_key,
+)
 from core.reversible import ReversibleSegment, check_budget_mib, checkpoint_block
-
-FAMILIES: dict[str, type[nn.Module]] = {
-    "hamiltonian": HamiltonianBlock,
-    "midpoint": MidpointBlock,
-    "leapfrog": LeapfrogBlock,
-    "revnet": RevNetBlock,
-    "resnet": ResNetBlock,
-}
-REVERSIBLE_FAMILIES = ("hamiltonian", "midpoint", "leapfrog", "revnet")
 
 
 @dataclass
@@ -58,7 +51,13 @@ class NetworkConfig:
 
     @property
     def paired(self) -> bool:
-        return self.family in REVERSIBLE_FAMILIES
+        """Invertible blocks on a pair of channel halves (``core.memory.invertible``)."""
+        return invertible(self.family)
+
+    def saved_bytes_key(self) -> str:
+        """The fields that decide the bytes saved for backward, as a hashable JSON string."""
+        return json.dumps(dataclasses.asdict(dataclasses.replace(self, memory="standard",
+                                                                 memory_mib=None)))
 
     @property
     def depth(self) -> int:
@@ -90,11 +89,7 @@ class NetworkConfig:
             raise ValueError(f"num_classes={self.num_classes!r} must be a positive integer")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
-        check_memory_mode(self.memory)
-        if self.memory in ("reversible", "budget") and not self.paired:
-            raise ValueError(f"memory={self.memory!r} needs invertible blocks; {self.family} "
-                             f"blocks are not. Use 'standard' or 'checkpoint', or a family "
-                             f"among {', '.join(REVERSIBLE_FAMILIES)}")
+        check_supported(self.memory, self.family)
         if self.memory == "budget":
             check_budget_mib(self.memory_mib)
         elif self.memory_mib is not None:
@@ -244,17 +239,14 @@ class ReversibleNet(nn.Module):
     def _plan_for(self, shape: tuple[int, ...], dtype: torch.dtype,
                   device: torch.device) -> MemoryPlan:
         """Plan budget mode for inputs of ``shape``: every segment gets its blocks' measured
-        costs at its real input shape; the layers around them come from the exact estimate."""
-        from core.memory import estimate_activation_bytes, segment_context
-
+        costs at its real input shape; the layers around them come from ``_surroundings``."""
         key = (shape, dtype, device.type, self.training)
         if key in self._plans:
             self._last_plan = self._plans[key]
             return self._last_plan
         self.check_input(torch.empty(shape, device="meta"))
         cfg = self.config
-        minimum = estimate_activation_bytes(self, shape, ["reversible"], dtype=dtype)
-        context = segment_context(cfg, shape, dtype)
+        outside, context = _surroundings(cfg.saved_bytes_key(), shape, dtype)
         segments, costs = [], []
         c, h, w = cfg.widths[0] // 2, shape[2], shape[3]
         for layer in self.layers:
@@ -267,7 +259,6 @@ class ReversibleNet(nn.Module):
                 costs.append(layer.segment_costs(a, a, input_saved_outside=ins,
                                                  output_saved_outside=outs))
                 segments.append((layer, layer._plan_key(a, a)))
-        outside = minimum["reversible"] - sum(sc.bytes(len(sc.costs)) for sc in costs)
         made = plan(int(cfg.memory_mib * MiB), costs, outside, input_shape=shape)
         for (layer, seg_key), seg_plan in zip(segments, made.segments):
             layer._plans[seg_key] = seg_plan
@@ -318,3 +309,70 @@ class ReversibleNet(nn.Module):
         return (f"family={c.family}, blocks={c.blocks}, widths={c.widths}, h={c.h}, "
                 f"memory={c.memory}")
 
+
+
+@functools.lru_cache(maxsize=64)
+def _surroundings(cfg_json: str, shape: tuple[int, ...], dtype: torch.dtype
+                  ) -> tuple[int, tuple[tuple[tuple[bool, bool], tuple[bool, bool]], ...]]:
+    """What the layers around the reversible segments (stem, transitions, head) keep for
+    backward at input ``shape``: their bytes, and per segment whether they keep its input halves
+    and its output halves, ``((in_a, in_b), (out_a, out_b))``, so that the budget planner counts
+    a boundary pair kept by a neighbour once.
+
+    Measured on a short copy of the network (at most 2 blocks per stage: neither answer depends
+    on depth) at batch b1 and b1 + 1; the bytes, affine in the batch, are extrapolated. The
+    bytes are those a ``reversible``-mode forward saves beyond each segment's output pair.
+    """
+    cfg = NetworkConfig(**json.loads(cfg_json))
+    short = dataclasses.replace(cfg, blocks=tuple(min(n, 2) for n in cfg.blocks),
+                                memory="standard", memory_mib=None, anchor_every=0)
+    with side_effect_free():
+        net = ReversibleNet(short).to(dtype).train()
+    pools = len(cfg.blocks) - 1
+    b1 = 1 if (shape[2] >> pools) * (shape[3] >> pools) > 1 else 2  # BN: 2 values per channel
+    phase = [0]
+    saved: dict[tuple[str, int], set[int]] = {}
+    ins: list[tuple] = []
+    outs: list[tuple] = []
+    pairs: dict[tuple[str, int], int] = {}
+
+    def pre(seg, args):
+        phase[0] += 1
+        ins.append(tuple(storage_key(t) for t in args))
+
+    def post(seg, args, out):
+        phase[0] += 1
+        outs.append(tuple(storage_key(t) for t in out))
+        pairs.update((storage_key(t), t.untyped_storage().nbytes()) for t in out)
+
+    def pack(t):
+        saved.setdefault(storage_key(t), set()).add(phase[0])
+        return t
+
+    segs = [m for m in net.modules() if isinstance(m, ReversibleSegment)]
+    handles = [h for m in segs for h in (m.register_forward_pre_hook(pre),
+                                         m.register_forward_hook(post))]
+    outside = []
+    try:
+        with side_effect_free(), torch.enable_grad():
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                out = net(torch.zeros(b1, *shape[1:], dtype=dtype))  # standard: who saves what
+            del out
+            context_ins, context_outs = list(ins), list(outs)
+            net.set_memory_mode("reversible")
+            for b in (b1, b1 + 1):
+                pairs.clear()
+                with SavedTensorMeter(exclude=net.parameters()) as meter:
+                    out = net(torch.zeros(b, *shape[1:], dtype=dtype))
+                del out
+                outside.append(meter.bytes - sum(pairs.values()))
+    finally:
+        for h in handles:
+            h.remove()
+    context = []
+    for j, (i_keys, o_keys) in enumerate(zip(context_ins, context_outs)):
+        inside = 2 * j + 1  # the phase while segment j runs
+        context.append((tuple(any(p != inside for p in saved.get(k, ())) for k in i_keys),
+                        tuple(any(p > inside for p in saved.get(k, ())) for k in o_keys)))
+    lo, hi = outside
+    return lo + (shape[0] - b1) * (hi - lo), tuple(context)

@@ -36,10 +36,11 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+from torch.utils.flop_counter import FlopCounterMode
 
 from core.blocks import Coupling, ReversibleBlock
-from core.budget import BlockCost, MiB, SegmentCosts, SegmentPlan, block_costs, plan
-from core.memory import check_memory_mode
+from core.budget import BlockCost, MiB, SegmentCosts, SegmentPlan, plan
+from core.memory import SavedTensorMeter, check_memory_mode
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
 
@@ -261,6 +262,39 @@ def recompute_context(block: nn.Module):
     """``context_fn`` for ``torch.utils.checkpoint``: freeze BN running stats when recomputing."""
     bns = batch_norms(block)
     return lambda: (contextlib.nullcontext(), frozen_running_stats(bns))
+
+
+def measure_block(block: nn.Module, a: Tensor, b: Tensor) -> BlockCost:
+    """Run ``block`` once on copies of ``(a, b)`` and record what it saves (state untouched:
+    batch-norm running statistics are restored, the RNG is forked)."""
+    a = a.detach().clone().requires_grad_(a.is_floating_point())
+    b = b.detach().clone().requires_grad_(b.is_floating_point())
+    devices = [a.device] if a.device.type == "cuda" else []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.random.fork_rng(devices=devices, device_type="cuda"))
+        stack.enter_context(frozen_running_stats(batch_norms(block)))
+        stack.enter_context(torch.enable_grad())
+        flops = stack.enter_context(FlopCounterMode(display=False))
+        meter = stack.enter_context(SavedTensorMeter(exclude=block.parameters()))
+        a2, b2 = block(a, b)
+    return BlockCost(saved_bytes=meter.bytes, a_bytes=a.untyped_storage().nbytes(),
+                     b_bytes=b.untyped_storage().nbytes(),
+                     saves_in=(meter.holds(a), meter.holds(b)),
+                     saves_out=(meter.holds(a2), meter.holds(b2)),
+                     flops=int(flops.get_total_flops()))
+
+
+def block_costs(blocks: Sequence[nn.Module], a: Tensor, b: Tensor) -> list[BlockCost]:
+    """``measure_block`` for each block, once per distinct block (same repr and mode)."""
+    seen: dict[tuple[str, bool], BlockCost] = {}
+    out = []
+    for block in blocks:
+        key = (repr(block), block.training)
+        if key not in seen:
+            seen[key] = measure_block(block, a, b)
+        out.append(seen[key])
+    return out
+
 
 
 def _coupling_backward(c: Coupling, new: Tensor, other: Tensor, g_new: Tensor, g_other: Tensor,

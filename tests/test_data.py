@@ -207,7 +207,7 @@ def test_shapes_sizes_and_classes():
 
 def test_shapes_deterministic_in_shapes_seed_only():
     def pixels(**kw):
-        data._shapes.cache_clear()  # determinism must come from the seed, not from the cache
+        data.shapes._shapes.cache_clear()  # determinism must come from the seed, not from the cache
         b = data.load_dataset("shapes", augment=False, **kw)
         return raw_pixels(b, b.train)[0], raw_pixels(b, b.test)[0]
 
@@ -305,7 +305,7 @@ def test_download_verifies_md5_and_reports_a_failed_download(cifar10_root, monke
         calls.append(url)
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(data, "download_and_extract_archive", no_network)
+    monkeypatch.setattr(data.torchvision_sets, "download_and_extract_archive", no_network)
     # The fake files are present but fail the md5 check, so download=True fetches again.
     with pytest.raises(data.DatasetNotFoundError, match="failed.*no network"):
         data.load_dataset("cifar10", root=cifar10_root, download=True)
@@ -313,7 +313,8 @@ def test_download_verifies_md5_and_reports_a_failed_download(cifar10_root, monke
 
 
 def test_md5_still_checked_after_a_download(cifar10_root, monkeypatch):
-    monkeypatch.setattr(data, "download_and_extract_archive", lambda *a, **k: None)
+    monkeypatch.setattr(data.torchvision_sets, "download_and_extract_archive",
+                        lambda *a, **k: None)
     with pytest.raises(ValueError, match="data_batch_1 fails its md5 check"):
         data.load_dataset("cifar10", root=cifar10_root, download=True)
 
@@ -499,6 +500,59 @@ def test_imagefolder_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
     x, y = b.test[0] if b.test.targets[0] == 1 else b.test[1]
     assert torch.allclose(x.mean((1, 2)) * torch.tensor(b.std) + torch.tensor(b.mean),
                           torch.full((3,), 128 / 255), atol=0.01)
+
+
+def png_header(width, height):
+    """A valid PNG claiming ``width`` x ``height`` pixels in about a hundred bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b""))
+
+
+def test_imagefolder_decodes_with_the_uploads_rule(tmp_path):
+    """Image folders and uploads share core.images: its formats (GIF, TIFF, PPM included), its
+    one pixel ceiling (25 MP: a 36 MP file the old folder decoder took is refused), content
+    sniffing (a renamed HTML file) and EXIF orientation."""
+    from core import images
+
+    quad = np.full((32, 48, 3), 255, np.uint8)  # upright: red top-left, blue bottom-left
+    quad[:16, :24], quad[16:, :24] = (255, 0, 0), (0, 0, 255)
+    for name in ("red", "blue"):
+        (tmp_path / name).mkdir()
+    colour = {"red": (250, 10, 10), "blue": (10, 10, 250)}
+    for name, rgb in colour.items():
+        for fmt, ext in (("GIF", "gif"), ("TIFF", "tif"), ("PPM", "ppm"), ("PNG", "png")):
+            Image.new("RGB", (12, 10), rgb).save(tmp_path / name / f"plain.{ext}", format=fmt)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter: shown after rotating 90 degrees clockwise
+    Image.fromarray(np.ascontiguousarray(np.rot90(quad, 1))).save(
+        tmp_path / "red" / "turned.jpg", exif=exif, quality=95)
+    (tmp_path / "red" / "over.png").write_bytes(png_header(6000, 6000))  # 36 MP
+    (tmp_path / "blue" / "page.png").write_bytes(b"<!DOCTYPE html><html></html>")
+    assert images.MAX_PIXELS < 36_000_000 and "TIFF" in images.ACCEPTED_FORMATS
+    with pytest.warns(UserWarning, match="2 unreadable") as record:
+        b = data.load_dataset("imagefolder", root=tmp_path, image_size=16, augment=False,
+                              test_fraction=0.1)
+    message = str(record[0].message)
+    assert "over.png" in message and "25 megapixels" in message
+    assert "page.png" in message and f"not a {images.ACCEPTED_NAMES} image" in message
+    assert len(b.train) + len(b.test) == 9  # 4 formats x 2 classes + the turned photo
+    mean, std = torch.tensor(b.mean).view(3, 1, 1), torch.tensor(b.std).view(3, 1, 1)
+    items = [s[i] for s in (b.train, b.test) for i in range(len(s))]
+    for x, y in items:
+        rgb = (x * std + mean).mean((1, 2))
+        assert rgb.argmax().item() == (0 if y == 1 else 2) or rgb.min() > 0.3  # the photo
+    turned = [x * std + mean for x, _ in items if (x * std + mean).amin() < 0.1
+              and (x * std + mean).amax((1, 2)).min() > 0.9]
+    assert len(turned) == 1  # upright after EXIF: red top-left, blue bottom-left
+    assert torch.allclose(turned[0][:, 2, 2], torch.tensor([1.0, 0, 0]), atol=0.1)
+    assert torch.allclose(turned[0][:, 13, 2], torch.tensor([0, 0, 1.0]), atol=0.1)
 
 
 def test_imagefolder_file_spoiled_after_loading_names_it(folder):

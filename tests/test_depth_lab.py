@@ -291,7 +291,6 @@ def test_page_reloads_a_stored_sweep_from_the_url(lab_home):
     assert any(new in o for o in at.selectbox(key="sweep_pick").options)
 
 
-@pytest.mark.skipif("budget" not in sweep.MEMORY_MODES, reason="no budget memory mode yet")
 def test_sweep_budget_mode_and_a_budget_too_small(one_thread):
     cfg = _tiny(blocks=(2,), modes=("standard", "budget"), budget_mib=0.05)
     rows = {r["mode"]: r for r in sweep.run_sweep(cfg)}

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from core.images import (
+    ACCEPTED_FORMATS,
     BACKGROUND,
     MAX_BYTES,
     ImageError,
@@ -244,18 +245,38 @@ FOREIGN = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(FOREIGN) + ["tiff", "ico"])
+@pytest.mark.parametrize("kind", sorted(FOREIGN) + ["ico", "tga", "pcx", "sgi"])
 def test_other_formats_are_refused(kind):
     if kind in FOREIGN:
         data = FOREIGN[kind]
     else:
         data = encode(Image.new("RGB", (16, 16), "red"), kind.upper())
         assert Image.open(io.BytesIO(data)).format == kind.upper()  # Pillow would open it
-    with pytest.raises(ImageError, match="not a PNG, JPEG, WebP, GIF or BMP image"):
+    with pytest.raises(ImageError, match="not a PNG, JPEG, WebP, GIF, BMP, TIFF or PPM image"):
         decode_image(data)
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "BMP"])
+@pytest.mark.parametrize("fmt, mode", [("TIFF", "RGB"), ("TIFF", "I;16"), ("PPM", "RGB"),
+                                       ("PPM", "L")])
+def test_tiff_and_ppm_are_accepted(fmt, mode):
+    """The one set of formats (uploads and image folders alike) includes TIFF and Netpbm."""
+    assert ACCEPTED_FORMATS == ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
+    if mode == "I;16":
+        image = Image.fromarray(np.full((6, 6), 0x8000, np.uint16))
+    else:
+        image = Image.fromarray(quadrants(48, 32)).convert(mode)
+    array, got, size = decode_image(encode(image, fmt))
+    assert got == fmt and size == image.size
+    if mode == "I;16":
+        np.testing.assert_allclose(array, 0x8000 / 65535, atol=1e-6)
+    elif mode == "RGB":
+        np.testing.assert_allclose(array[8, 12], (1, 0, 0), atol=1e-6)
+        np.testing.assert_allclose(array[24, 12], (0, 0, 1), atol=1e-6)
+    else:
+        assert array.shape == (32, 48, 1)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM"])
 def test_truncated_files_are_refused(fmt):
     data = encode(Image.fromarray(quadrants(64, 64)), fmt)
     for cut in (len(data) // 2, 40, 12):

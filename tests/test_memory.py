@@ -1,4 +1,4 @@
-"""core.memory.estimate_activation_bytes: equal to a real SavedTensorMeter measurement, fast."""
+"""core.estimate.estimate_activation_bytes: equal to a real SavedTensorMeter measurement, fast."""
 
 import time
 
@@ -6,7 +6,9 @@ import pytest
 import torch
 
 import core
-from core.memory import SavedTensorMeter, estimate_activation_bytes
+from core.blocks import FAMILIES
+from core.estimate import estimate_activation_bytes
+from core.memory import MEMORY_MODES, SavedTensorMeter, default_mode, supported_modes
 
 
 def metered(model, shape, mode):
@@ -70,3 +72,62 @@ def test_estimate_rejects_bad_input():
         estimate_activation_bytes(cfg, (2, 3, 8, 8), ["fast"])
     with pytest.raises(TypeError, match="ReversibleNet or a NetworkConfig"):
         estimate_activation_bytes("hamiltonian", (2, 3, 8, 8))
+
+
+# -- the one rule: which memory modes a model supports, and its default ----------------------
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_supported_modes_follow_the_block_registry(family):
+    """Invertible (a ReversibleBlock) families take every mode; the others only those that
+    rebuild nothing. A family name, a config and a model give the same answer."""
+    rebuilding = issubclass(FAMILIES[family], core.ReversibleBlock)
+    expected = MEMORY_MODES if rebuilding else tuple(
+        m for m in MEMORY_MODES if m not in ("reversible", "budget"))
+    cfg = core.model_config(family)
+    assert supported_modes(family) == supported_modes(cfg) == expected
+    assert supported_modes(core.ReversibleNet(cfg)) == expected
+    assert default_mode(family) == ("reversible" if rebuilding else "standard")
+    assert default_mode(family) in expected
+
+
+def _site(site, family, mode):
+    """Build or validate ``family`` in ``mode`` the way one site does."""
+    from core.training import TrainConfig
+    from lab.sweeps.sweep import SweepConfig
+
+    extra = {"memory_mib": 8.0} if mode == "budget" else {}
+    if site == "network":
+        return core.model_config(family, memory=mode, **extra)
+    if site == "training":
+        return TrainConfig(model=family, memory=mode, **extra).validate()
+    return SweepConfig(family=family, blocks=(1,), modes=(mode,), budget_mib=8.0).validate()
+
+
+@pytest.mark.parametrize("site", ["network", "training", "sweep"])
+@pytest.mark.parametrize("mode", MEMORY_MODES)
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_site_reads_the_one_rule(family, mode, site):
+    """NetworkConfig, TrainConfig and the sweeps accept exactly the modes core.memory supports
+    for the family, and refuse the others naming the mode, the family and the choices."""
+    modes = supported_modes(family)
+    if mode in modes:
+        _site(site, family, mode)
+        return
+    with pytest.raises(ValueError, match=f"memory={mode!r} needs invertible blocks: {family} "
+                       "blocks are not invertible") as e:
+        _site(site, family, mode)
+    assert all(repr(m) in str(e.value) for m in modes)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_the_form_and_the_depth_lab_offer_the_supported_modes(family):
+    from lab.views import depth, train
+
+    assert train.memory_modes(family)[0] == default_mode(family)
+    assert sorted(train.memory_modes(family)) == sorted(supported_modes(family))
+    assert depth.mode_choices(family) == list(supported_modes(family))
+
+
+def test_unknown_family_is_named():
+    with pytest.raises(ValueError, match="unknown family 'dense'.*hamiltonian"):
+        supported_modes("dense")

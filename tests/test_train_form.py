@@ -64,8 +64,6 @@ def test_dataset_shapes_match_core_data(name):
 
 
 def test_preview_memory_is_what_the_model_keeps():
-    if getattr(core.memory, "estimate_activation_bytes", None) is None:
-        pytest.skip("core.memory.estimate_activation_bytes has not landed")
     config = {**tf.config_from_form(tf.form_defaults()), "batch_size": 16}
     p = tf.preview(config)
     assert p.depth == 26 and p.input_shape == (16, 1, 8, 8)

@@ -22,11 +22,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import core
+from core.device import resolve_device
 from core.training import Callback, TrainConfig, Trainer, TrainResult, sampling
 from core.training import checkpoint as ckpt
 from core.training.distributed import DistInfo
 from core.training.metrics import EPOCH_KEYS, STEP_KEYS
-from core.training.trainer import lr_factor, param_groups, resolve_device
+from core.training.trainer import lr_factor, param_groups
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,9 +194,15 @@ def test_resolve_device(monkeypatch):
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(ValueError, match="device='cuda'.*'auto' or 'cpu'"):
         resolve_device("cuda")
+    with pytest.raises(ValueError, match="device='tpu'.*'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        resolve_device("tpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("auto").type == "cuda"
     assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="device='cuda:2'.*2 CUDA device"):
+        resolve_device("cuda:2")
 
 
 # --------------------------------------------------------------------------- optimizer, schedule

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.memory import MEMORY_MODES
+from core.memory import MEMORY_MODES, check_supported
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
@@ -128,9 +128,10 @@ class TrainConfig:
         except (ValueError, TypeError) as e:
             raise ValueError(f"model_kwargs={self.model_kwargs!r} do not fit model "
                              f"{self.model!r}: {e}") from e
-        if self.memory in ("reversible", "budget") and not net.paired:
-            raise ValueError(f"memory={self.memory!r} needs invertible blocks and {self.model!r} "
-                             f"({net.family}) has none; use memory='standard' or 'checkpoint'")
+        try:
+            check_supported(self.memory, net)
+        except ValueError as e:
+            raise ValueError(f"model {self.model!r}: {e}") from None
 
     def validate_dataset_name(self) -> None:
         from core import data

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from core.device import resolve_device
 from core.training import distributed, sampling
 from core.training.checkpoint import CONFIG, has_checkpoint, load_state, save_checkpoint, write_json
 from core.training.config import TrainConfig, _jsonable
@@ -68,15 +69,6 @@ class _Position:
     epoch: int = 0              # epochs completed
     step_in_epoch: int = 0      # batches of the current epoch consumed
     step: int = 0               # optimizer steps taken (skipped ones included)
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda if available else cpu; "cuda" without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device(name)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -23,14 +23,15 @@ import torch
 import torch.nn.functional as F
 
 import core
-from core.memory import SavedTensorMeter, estimate_activation_bytes
+from core.device import resolve_device
+from core.estimate import estimate_activation_bytes
+from core.memory import SavedTensorMeter
 from lab.bench.common import markdown_table
 from lab.sweeps.measure import (
     MiB,
     interleaved_median_times,
     machine_info,
     make_batch,
-    resolve_device,
     sgd,
     synchronize,
     train_step,

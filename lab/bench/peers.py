@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 import core
 from core.blocks import ReversibleBlock
+from core.device import resolve_device
 from core.memory import MEMORY_MODES
 from core.network import ReversibleNet
 from core.reversible import ReversibleSegment, batch_norms
@@ -43,7 +44,6 @@ from lab.sweeps.measure import (
     machine_info,
     make_batch,
     peak_step_memory,
-    resolve_device,
     run_child,
     sgd,
     train_step,

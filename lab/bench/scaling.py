@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import argparse
 
+from core.device import resolve_device
 from lab.bench.common import markdown_table
-from lab.sweeps.measure import machine_info, resolve_device
+from lab.sweeps.measure import machine_info
 from lab.sweeps.sweep import SweepConfig, budget_rows, deepest_within, linear_fit, run_sweep
 
 __all__ = ["add_arguments", "run", "deepest_within", "linear_fit", "sweep_config", "measure"]

@@ -56,12 +56,15 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         config["model_kwargs"] = {}  # a named model brings its own depth and widths
     if args.memory is None and args.model is not None:
         import core
+        from core.memory import default_mode
+        from core.training import TrainConfig
 
-        try:  # the default mode, reversible, needs invertible blocks: ResNets train standard
-            if not core.model_config(args.model).paired:
-                config["memory"] = "standard"
+        try:  # the model's own default (core.memory): reversible, or standard for ResNets
+            mode = default_mode(core.model_config(args.model))
         except ValueError:
-            pass  # an unknown model name: validation reports it with the list of names
+            mode = None  # an unknown model name: validation reports it with the list of names
+        if mode is not None and mode != TrainConfig.memory:
+            config["memory"] = mode
     return config
 
 

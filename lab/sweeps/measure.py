@@ -24,17 +24,10 @@ import torch
 import torch.nn.functional as F
 
 import core
+from core.device import resolve_device
 from core.memory import SavedTensorMeter, peak_rss_bytes
 
 MiB = 2**20
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: CUDA is not available on this machine; use cpu")
-    return torch.device(name)
 
 
 def machine_info(device: torch.device) -> dict:

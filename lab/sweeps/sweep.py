@@ -21,14 +21,14 @@ from typing import Any
 import torch
 
 import core
-from core.memory import MEMORY_MODES
-from core.network import FAMILIES, REVERSIBLE_FAMILIES
+from core.blocks import FAMILIES
+from core.device import resolve_device
+from core.memory import check_supported, supported_modes
 from lab.sweeps.measure import (
     held_and_saved,
     interleaved_median_times,
     make_batch,
     peak_step_memory,
-    resolve_device,
     run_child,
     sgd,
     train_step,
@@ -87,15 +87,11 @@ class SweepConfig:
     def stages(self) -> int:
         return len(self.widths) - 1
 
-    @property
-    def reversible(self) -> bool:
-        return self.family in REVERSIBLE_FAMILIES
-
     def mode_list(self) -> list[str]:
-        """The modes swept: ``modes``, or every mode this family supports."""
+        """The modes swept: ``modes``, or the default ones this family supports."""
         if self.modes is not None:
             return list(self.modes)
-        return [m for m in DEFAULT_MODES if self.reversible or m != "reversible"]
+        return [m for m in DEFAULT_MODES if m in supported_modes(self.family)]
 
     def layers(self, blocks: int) -> int:
         """Depth in weight layers of the network with ``blocks`` blocks per stage."""
@@ -117,13 +113,7 @@ class SweepConfig:
         if not modes or len(set(modes)) != len(modes):
             raise ValueError(f"modes={self.modes!r}: give one or more distinct memory modes")
         for m in modes:
-            if m not in MEMORY_MODES:
-                raise ValueError(f"unknown memory mode {m!r}; choose from "
-                                 f"{', '.join(MEMORY_MODES)}")
-            if m in ("reversible", "budget") and not self.reversible:
-                raise ValueError(f"{self.family} blocks are not invertible, so there is no "
-                                 f"{m!r} mode; sweep standard/checkpoint, or pick one of "
-                                 f"{', '.join(REVERSIBLE_FAMILIES)}")
+            check_supported(m, self.family)  # unknown, or rebuilding without inverses
         if "budget" in modes and not (isinstance(self.budget_mib, (int, float))
                                       and self.budget_mib > 0):
             raise ValueError(f"budget_mib={self.budget_mib!r}: the budget mode needs a memory "

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from core.device import resolve_device
 from lab.runs import worker
-from lab.sweeps.measure import machine_info, resolve_device
+from lab.sweeps.measure import machine_info
 from lab.sweeps.sweep import SweepStopped, run_sweep
 from lab.views import depth as depth_lab
 

@@ -66,12 +66,10 @@ def parse_layers(depths: str | Iterable[int], family: str, stages: int = 3) -> t
 
 
 def mode_choices(family: str) -> list[str]:
-    """The memory modes a sweep of ``family`` can measure (no rebuilding without inverses)."""
-    from core.memory import MEMORY_MODES
-    from core.network import REVERSIBLE_FAMILIES
+    """The memory modes a sweep of ``family`` can measure (``core.memory.supported_modes``)."""
+    from core.memory import supported_modes
 
-    return [m for m in MEMORY_MODES
-            if family in REVERSIBLE_FAMILIES or m not in ("reversible", "budget")]
+    return list(supported_modes(family))
 
 
 def sweep_config(family: str = "hamiltonian", depths: str | Iterable[int] = DEFAULT_LAYERS,

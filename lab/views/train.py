@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import core
-from core.network import FAMILIES, NetworkConfig
+from core.blocks import FAMILIES
+from core.estimate import estimate_activation_bytes
+from core.memory import default_mode, supported_modes
+from core.network import NetworkConfig
 
 # (in_channels, image_size, num_classes) of each dataset, as core.data builds it
 # (tests/test_train_form.py checks the embedded ones against core.data.load_dataset)
@@ -36,12 +39,10 @@ def int_list(text: str, name: str) -> tuple[int, ...]:
 
 
 def memory_modes(model: str) -> list[str]:
-    """The memory modes a model supports (reversible and budget need invertible blocks),
-    the default first."""
-    paired = core.model_config(model).paired
-    modes = [m for m in core.MEMORY_MODES if paired or m not in ("reversible", "budget")]
-    first = "reversible" if paired else "standard"
-    return [first, *(m for m in modes if m != first)]
+    """The memory modes a model supports (``core.memory.supported_modes``), the default first."""
+    net = core.model_config(model)
+    first = default_mode(net)
+    return [first, *(m for m in supported_modes(net) if m != first)]
 
 
 def form_defaults() -> dict[str, Any]:
@@ -139,8 +140,8 @@ def preview(config: dict[str, Any]) -> Preview:
     """Parameters, depth and per-mode activation memory of a TrainConfig dict, without training.
 
     Parameters are counted on the ``meta`` device (no weights allocated); the memory comes from
-    ``core.memory.estimate_activation_bytes`` (computed from the real model's forward on meta
-    tensors; well under a second even for 1202 layers).
+    ``core.estimate.estimate_activation_bytes`` (short copies of the network at batch 1 and 2,
+    extrapolated; well under a second even for 1202 layers).
     """
 
     net = network_config(config)
@@ -149,16 +150,13 @@ def preview(config: dict[str, Any]) -> Preview:
         size = int(config.get("dataset_options", {}).get("image_size", size))
     shape = (int(config.get("batch_size", 64)), channels, size, size)
     params = count_parameters(net)
-    estimate = getattr(core.memory, "estimate_activation_bytes", None)
-    if estimate is None:
-        return Preview(params, net.depth, shape, None,
-                       "this core has no core.memory.estimate_activation_bytes yet")
-    modes = [m for m in ("standard", "checkpoint", "reversible") if m != "reversible" or net.paired]
+    modes = [m for m in supported_modes(net) if m != "budget"]  # budget: planned per shape
     try:
-        memory = estimate(net, input_shape=shape, modes=modes)
+        memory = estimate_activation_bytes(net, input_shape=shape, modes=modes)
     except (ValueError, TypeError, RuntimeError) as e:
         return Preview(params, net.depth, shape, None, f"memory estimate failed: {e}")
-    note = "" if net.paired else f"{net.family} blocks are not invertible: no reversible mode"
+    note = "" if "reversible" in modes else (f"{net.family} blocks are not invertible: no "
+                                              "reversible mode")
     return Preview(params, net.depth, shape, dict(memory), note)
 
 
@@ -169,7 +167,8 @@ def launch(config: dict[str, Any], *, nproc: int = 1, compare: bool = False) -> 
 
     if not compare:
         return [jobs.launch(config, nproc=nproc)]
-    if not core.model_config(config["model"], **config.get("model_kwargs", {})).paired:
+    net = core.model_config(config["model"], **config.get("model_kwargs", {}))
+    if "reversible" not in supported_modes(net):
         raise ValueError(f"{config['model']} has no reversible mode to compare with; pick a "
                          "Hamiltonian, Midpoint, Leapfrog or RevNet model")
     pair = [{**config, "memory": mode} for mode in ("standard", "reversible")]
