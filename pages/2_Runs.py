@@ -26,7 +26,17 @@ text = f1.text_input("Filter", key="filter", placeholder="id, name, model, datas
 statuses = f2.multiselect("Status", STATUSES, key="statuses")
 kind_sel = f3.multiselect("Kind", kinds, default=["train"] if "train" in kinds else [],
                           key="kinds", help="training runs; sweeps and other jobs have their own")
-runs = runs_view.filter_runs(all_runs, text=text, statuses=statuses, kinds=kind_sel)
+with Store() as store:
+    exps = {e.id: e.name for e in store.list_experiments()}
+exp_sel = None
+if exps:  # the Experiments page links here with ?experiment=ID
+    exp_ids = [None, *exps]
+    asked = st.query_params.get("experiment")
+    exp_sel = st.selectbox("Experiment", exp_ids, key="experiment",
+                           index=exp_ids.index(asked) if asked in exps else 0,
+                           format_func=lambda e: "any" if e is None else f"{exps[e]} · {e}")
+runs = runs_view.filter_runs(all_runs, text=text, statuses=statuses, kinds=kind_sel,
+                             experiment=exp_sel)
 st.dataframe(runs_view.table_rows(runs), hide_index=True, width="stretch", key="runs_table")
 st.caption(f"{len(runs)} of {len(all_runs)} runs; click a column header to sort.")
 

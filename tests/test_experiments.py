@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lab.cli import main
-from lab.experiments import drift, fewer_data, reproduce
+from lab.experiments import drift, reproduce
 from lab.runs.store import Store
 
 
@@ -16,45 +16,66 @@ def lab_home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_fewer_data_end_to_end(lab_home, capsys):
+def test_tiny_grid_end_to_end_through_the_cli(lab_home, capsys):
     out = lab_home / "docs"
-    rc = main(["experiment", "fewer-data", "--families", "resnet", "--fractions",
-               "0.05,1", "--seeds", "2", "--steps", "3", "--poll", "0.2", "--out", str(out)])
+    rc = main(["experiment", "grid", "--family", "hamiltonian,resnet", "--fraction", "1",
+               "--seeds", "2", "--steps", "3", "--name", "tiny", "--wait", "--poll", "0.2",
+               "--out", str(out)])
     assert rc == 0
-    table = capsys.readouterr().out
-    assert "| 5% |" in table and "| 100% |" in table and "(n=2)" in table
-    report = json.loads((out / "fewer-data-digits.json").read_text())
-    assert report["missing"] == [] and len(report["cells"]) == 2
-    assert all(len(c["accs"]) == 2 for c in report["cells"])
-    assert "<html>" in (out / "fewer-data-digits.html").read_text()
-    assert "python -m lab experiment fewer-data --dataset digits" in (
-        out / "fewer-data-digits.md").read_text()
+    printed = capsys.readouterr().out
+    exp_id = printed.splitlines()[0]
+    assert "tiny" in printed and "hamiltonian" in printed and "2/2" in printed
     with Store() as st:
-        runs = st.list_runs()
-    names = sorted(r.name for r in runs)
-    assert len(runs) == 4 and names[0] == "fewer-data/resnet/0.05/0"
-    assert {r.config["steps"] for r in runs} == {3}  # steps held constant across fractions
+        assert st.require_experiment("tiny").id == exp_id
+        runs = st.list_runs(experiment=exp_id)
+    assert len(runs) == 4 and {r.status for r in runs} == {"completed"}
+    assert {r.final["step"] for r in runs} == {3}  # the steps budget, not epochs
+    assert {r.config["model"] for r in runs} == {"hamiltonian", "resnet"}
+
+    assert main(["experiment", "results", "tiny", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {"groups", "comparisons"}
+    assert [g["axes"] for g in data["groups"]] == [{"family": "hamiltonian", "fraction": 1.0},
+                                                   {"family": "resnet", "fraction": 1.0}]
+    assert all(g["n"] == 2 and len(g["runs"]) == 2 and len(g["ci95"]) == 2
+               for g in data["groups"])
+    (c,) = data["comparisons"]
+    assert c["n_pairs"] == 2 and c["test"].startswith("paired t")
+    assert c["a"]["family"] == "hamiltonian" and c["b"]["family"] == "resnet"
+    md = (out / "tiny.md").read_text()
+    assert "python -m lab experiment grid --family hamiltonian,resnet" in md
+    assert "<html>" in (out / "tiny.html").read_text()
+    assert json.loads((out / "tiny.json").read_text())["groups"] == data["groups"]
+    assert main(["experiment", "results", "nope"]) == 2
+    assert "no experiment 'nope'" in capsys.readouterr().err
+
+
+def test_presets_and_bad_values_through_the_cli(lab_home, capsys, monkeypatch):
+    from lab.runs import jobs
+
+    monkeypatch.setattr(jobs, "_spawn", lambda *a, **k: None)  # queue, start nothing
+    assert main(["experiment", "fewer-data", "--family", "resnet", "--fraction", "0.05,1",
+                 "--seeds", "2", "--steps", "3", "--name", "fd"]) == 0
+    exp_id = capsys.readouterr().out.strip()
+    with Store() as st:
+        runs = st.list_runs(experiment=exp_id)
+        assert st.require_experiment(exp_id).spec["preset"] == "fewer-data"
+    assert len(runs) == 4 and {r.config["steps"] for r in runs} == {3}
     assert {r.config["fraction"] for r in runs} == {0.05, 1.0}
-
-
-def test_fewer_data_plan_is_seed_major_and_validated():
-    plan = fewer_data.FewerDataPlan(seeds=2, fractions=(0.1, 1.0), families=("resnet",))
-    names = [n for n, _ in plan.configs()]
-    assert names == ["fewer-data/resnet/0.1/0", "fewer-data/resnet/1/0",
-                     "fewer-data/resnet/0.1/1", "fewer-data/resnet/1/1"]
-    assert fewer_data.parse_name(names[1]) == ("resnet", 1.0, 0)
-    assert fewer_data.parse_name("other/run") is None
-    with pytest.raises(ValueError, match="families"):
-        fewer_data.FewerDataPlan(families=("vgg",)).validate()
-    with pytest.raises(ValueError, match="dataset"):
-        fewer_data.FewerDataPlan(dataset="cifar10").validate()
-
-
-def test_fewer_data_table_reports_mean_and_spread():
-    cells = [fewer_data.Cell("hamiltonian", 0.05, [0.5, 0.7]),
-             fewer_data.Cell("hamiltonian", 1.0, [0.9])]
-    text = fewer_data.table(cells)
-    assert "| 5% | 60.0 ± 14.1 (n=2) |" in text and "| 100% | 90.0 ± 0.0 (n=1) |" in text
+    assert {tuple(r.config["model_kwargs"]["widths"]) for r in runs} == {(8, 8, 16, 32)}
+    assert sorted(r.name for r in runs)[0] == "fd/family=resnet,fraction=0.05/seed0"
+    with pytest.raises(SystemExit):
+        main(["experiment", "grid", "--family", "hamiltonian", "--fraction", "0.5,2"])
+    assert "axis 'fraction' value 2.0 is refused" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["experiment", "depth", "--layers", "14,20", "--family", "leapfrog"])
+    assert "axis 'layers' value 20" in capsys.readouterr().err
+    with Store() as st:
+        assert len(st.list_runs()) == 4 and len(st.list_experiments()) == 1
+    assert main(["experiment", "extend", "fd", "--seeds", "3"]) == 0
+    assert capsys.readouterr().out.strip() == exp_id
+    assert main(["experiment", "list"]) == 0
+    assert "fd" in capsys.readouterr().out
 
 
 def test_reproduce_without_the_dataset_says_where_to_put_it(lab_home, capsys):

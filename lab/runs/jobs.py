@@ -203,7 +203,7 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def launch(config: Mapping[str, Any], *, nproc: int = 1, name: str | None = None,
            store: Store | None = None, worker: str = DEFAULT_WORKER,
-           validate: bool = True) -> str:
+           validate: bool = True, experiment: str | None = None) -> str:
     """Queue a training run and start it if enough slots are free; returns its id.
 
     The config is validated first: a bad one raises ValueError/TypeError and nothing is written.
@@ -212,14 +212,16 @@ def launch(config: Mapping[str, Any], *, nproc: int = 1, name: str | None = None
     stays `batch_size`, split between them. It takes `nproc` of the queue's slots, and is
     refused (ValueError) below 1 or above `max_nproc(config)`. `worker` is the module run as
     `python -m WORKER RUN_ID`; `validate=False` is only for a custom worker whose config is not
-    a TrainConfig (tests use a scripted one).
+    a TrainConfig (tests use a scripted one). `experiment`: the id of the experiment (grid) the
+    run belongs to (lab.experiments.grid).
     """
     if not _MODULE.match(worker):
         raise ValueError(f"worker {worker!r} is not a python module name like 'lab.runs.worker'")
     config = validate_config(config) if validate else dict(config)
     nproc = check_nproc(nproc, config)
     with _opened(store) as st:
-        run_id = st.create_run(config, name=name, worker=worker, cwd=os.getcwd(), nproc=nproc)
+        run_id = st.create_run(config, name=name, worker=worker, cwd=os.getcwd(), nproc=nproc,
+                               experiment=experiment)
         st.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         reconcile(st)  # frees slots held by dead runs, then schedules
     return run_id

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_WORKER = "lab.runs.worker"
 # worker modules of stores written before the re-layout, read as their new names
 LEGACY_WORKERS = {"lab.worker": "lab.runs.worker", "lab.sweep_worker": "lab.sweeps.worker"}
@@ -50,6 +50,16 @@ _UPDATABLE = frozenset({"name", "pid", "pid_start", "own_session", "heartbeat_at
                         "cancel_requested_at", "attempts", "checkpoint", "reason", "error", "slot"})
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
+_EXPERIMENTS_SCHEMA = """
+CREATE TABLE experiments (
+    id TEXT PRIMARY KEY,                     -- short random hex
+    name TEXT NOT NULL UNIQUE,
+    spec TEXT NOT NULL,                      -- JSON grid spec (lab.experiments.grid.GridSpec)
+    points TEXT NOT NULL DEFAULT '{}',       -- JSON {run id: {"axes": {...}, "seed": s}}
+    created_at REAL NOT NULL
+);
+CREATE INDEX runs_experiment ON runs(experiment, seq);
+"""
 _SCHEMA = """
 CREATE TABLE runs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- FIFO order of the queue
@@ -73,7 +83,8 @@ CREATE TABLE runs (
     reason TEXT,                             -- why the run ended (human readable)
     error TEXT,                              -- last line of the traceback when failed
     final TEXT,                              -- JSON final metrics, set with status completed
-    nproc INTEGER NOT NULL DEFAULT 1         -- processes (torchrun world size), queue slots held
+    nproc INTEGER NOT NULL DEFAULT 1,        -- processes (torchrun world size), queue slots held
+    experiment TEXT                          -- id in `experiments` of the grid it belongs to
 );
 CREATE INDEX runs_status ON runs(status, seq);
 CREATE TABLE step_metrics (
@@ -100,7 +111,7 @@ CREATE TABLE events (
     message TEXT
 );
 CREATE INDEX events_run ON events(run_id, id);
-"""
+""" + _EXPERIMENTS_SCHEMA
 
 
 class RunNotFoundError(LookupError):
@@ -110,6 +121,17 @@ class RunNotFoundError(LookupError):
 def lab_home(home: str | os.PathLike | None = None) -> Path:
     """The lab's home folder: `home`, else $LAB_HOME, else ./lab_home (absolute)."""
     return Path(home or os.environ.get("LAB_HOME") or "lab_home").expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One row of `experiments`: a grid of runs (the runs point to it by their `experiment`)."""
+
+    id: str
+    name: str
+    spec: dict              # the grid (lab.experiments.grid.GridSpec.to_dict())
+    points: dict            # run id -> {"axes": {...}, "seed": s}: what each run is in the grid
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -139,6 +161,7 @@ class Run:
     best_test_acc: float | None = None
     last_test_acc: float | None = None
     nproc: int = 1  # processes of the run (torchrun world size on this host); queue slots held
+    experiment: str | None = None  # id of the experiment (grid) the run belongs to
 
     @property
     def model(self) -> str | None:
@@ -163,7 +186,7 @@ class Run:
 _RUN_COLUMNS = ("id", "name", "config", "status", "worker", "cwd", "created_at", "started_at",
                 "ended_at", "pid", "pid_start", "own_session", "slot", "heartbeat_at",
                 "cancel_requested_at", "attempts", "checkpoint", "reason", "error", "final",
-                "nproc")
+                "nproc", "experiment")
 _RUN_SELECT = (
     "SELECT " + ", ".join(f"r.{c}" for c in _RUN_COLUMNS) + ","
     " (SELECT MAX(test_acc) FROM epoch_metrics e WHERE e.run_id = r.id),"
@@ -259,9 +282,14 @@ class Store:
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         self._conn.execute(stmt)
-            elif version < 2:  # v2: multi-process (torchrun) runs record their world size
+            if 0 < version < 2:  # v2: multi-process (torchrun) runs record their world size
                 self._conn.execute("ALTER TABLE runs ADD COLUMN nproc INTEGER NOT NULL DEFAULT 1")
-            # future: `if version < 3: ALTER TABLE ...`
+            if 0 < version < 3:  # v3: grids of runs (lab.experiments.grid) and their runs
+                self._conn.execute("ALTER TABLE runs ADD COLUMN experiment TEXT")
+                for stmt in _EXPERIMENTS_SCHEMA.split(";"):
+                    if stmt.strip():
+                        self._conn.execute(stmt)
+            # future: `if 0 < version < 4: ALTER TABLE ...`
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
@@ -294,15 +322,20 @@ class Store:
     def create_run(self, config: Mapping[str, Any], *, name: str | None = None,
                    status: str = "queued", worker: str = DEFAULT_WORKER,
                    cwd: str | None = None, pid: int | None = None,
-                   pid_start: int | None = None, nproc: int = 1) -> str:
+                   pid_start: int | None = None, nproc: int = 1,
+                   experiment: str | None = None) -> str:
         """Insert a new run (status 'queued', or 'running' for a foreground run); returns its id.
 
-        `nproc` is the run's number of processes (torchrun world size), the queue slots it takes.
+        `nproc` is the run's number of processes (torchrun world size), the queue slots it takes;
+        `experiment` the id of the experiment it belongs to (see `create_experiment`).
         """
         if status not in ("queued", "running"):
             raise ValueError(f"a new run starts 'queued' or 'running', not {status!r}")
         if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
             raise ValueError(f"nproc={nproc!r} must be a positive integer")
+        if experiment is not None and self._conn.execute(
+                "SELECT 1 FROM experiments WHERE id = ?", (experiment,)).fetchone() is None:
+            raise ValueError(f"experiment={experiment!r}: no such experiment in {self.db_path}")
         config_json = json.dumps(dict(config), default=_jsonable)
         now = time.time()
         running = status == "running"
@@ -312,11 +345,11 @@ class Store:
                 with self.transaction():
                     self._conn.execute(
                         "INSERT INTO runs (id, name, config, status, worker, cwd, created_at,"
-                        " started_at, heartbeat_at, pid, pid_start, attempts, nproc)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " started_at, heartbeat_at, pid, pid_start, attempts, nproc, experiment)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (run_id, name, config_json, status, worker, cwd, now,
                          now if running else None, now if running else None, pid, pid_start,
-                         int(running), nproc))
+                         int(running), nproc, experiment))
                     self._insert_event(run_id, "created", f"status {status}")
             except sqlite3.IntegrityError:
                 continue  # 1 in 4 billion: the random id exists, draw again
@@ -348,13 +381,19 @@ class Store:
         return run
 
     def list_runs(self, *, status: str | Iterable[str] | None = None,
-                  limit: int | None = None) -> list[Run]:
-        """Runs, newest first; optionally only those with the given status(es)."""
-        sql, args = _RUN_SELECT, []
+                  limit: int | None = None, experiment: str | None = None) -> list[Run]:
+        """Runs, newest first; optionally only those with the given status(es), or only the runs
+        of one experiment (its id)."""
+        sql, args, where = _RUN_SELECT, [], []
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)
-            sql += f" WHERE r.status IN ({', '.join('?' * len(wanted))})"
+            where.append(f"r.status IN ({', '.join('?' * len(wanted))})")
             args += wanted
+        if experiment is not None:
+            where.append("r.experiment = ?")
+            args.append(experiment)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY r.seq DESC"
         if limit is not None:
             sql += " LIMIT ?"
@@ -499,6 +538,69 @@ class Store:
             sql += f" AND status NOT IN ({', '.join('?' * len(unless))})"
         with self.transaction():
             return self._conn.execute(sql, (run_id, *unless)).rowcount == 1
+
+    # -- experiments ----------------------------------------------------------------------------
+    def create_experiment(self, name: str, spec: Mapping[str, Any]) -> str:
+        """Record a new experiment (a grid of runs) named `name`; returns its id."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"experiment name {name!r} must be a non-empty string")
+        while True:
+            exp_id = secrets.token_hex(4)
+            try:
+                with self.transaction():
+                    self._conn.execute(
+                        "INSERT INTO experiments (id, name, spec, created_at) VALUES (?, ?, ?, ?)",
+                        (exp_id, name, json.dumps(dict(spec), default=_jsonable), time.time()))
+            except sqlite3.IntegrityError:
+                if self.get_experiment(name) is not None:
+                    raise ValueError(f"an experiment named {name!r} exists already") from None
+                continue  # the random id exists: draw again
+            return exp_id
+
+    def get_experiment(self, ref: str) -> Experiment | None:
+        """The experiment with this id, name or unique id prefix; None if there is none."""
+        sql = "SELECT id, name, spec, points, created_at FROM experiments"
+        row = self._conn.execute(sql + " WHERE id = ? OR name = ? ORDER BY name = ? DESC",
+                                 (ref, ref, ref)).fetchone()
+        if row is None and ref:
+            rows = self._conn.execute(sql + " WHERE substr(id, 1, ?) = ? LIMIT 2",
+                                      (len(ref), ref)).fetchall()
+            row = rows[0] if len(rows) == 1 else None
+        if row is None:
+            return None
+        return Experiment(row[0], row[1], json.loads(row[2]), json.loads(row[3]), row[4])
+
+    def require_experiment(self, ref: str) -> Experiment:
+        exp = self.get_experiment(ref)
+        if exp is None:
+            raise LookupError(f"no experiment {ref!r} in {self.db_path} (see `python -m lab "
+                              "experiment list`)")
+        return exp
+
+    def list_experiments(self) -> list[Experiment]:
+        """Experiments, newest first."""
+        rows = self._conn.execute("SELECT id, name, spec, points, created_at FROM experiments"
+                                  " ORDER BY created_at DESC")
+        return [Experiment(r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4]) for r in rows]
+
+    def update_experiment(self, exp_id: str, *, spec: Mapping[str, Any]) -> None:
+        """Replace an experiment's grid spec (e.g. more seeds)."""
+        with self.transaction():
+            self._conn.execute("UPDATE experiments SET spec = ? WHERE id = ?",
+                               (json.dumps(dict(spec), default=_jsonable), exp_id))
+
+    def add_experiment_points(self, exp_id: str, points: Mapping[str, Any]) -> None:
+        """Record what each new run is in the grid: {run id: {"axes": {...}, "seed": s}}."""
+        if not points:
+            return
+        with self.transaction():
+            row = self._conn.execute("SELECT points FROM experiments WHERE id = ?",
+                                     (exp_id,)).fetchone()
+            if row is None:
+                raise ValueError(f"no experiment {exp_id!r}")
+            merged = {**json.loads(row[0]), **points}
+            self._conn.execute("UPDATE experiments SET points = ? WHERE id = ?",
+                               (json.dumps(merged, default=_jsonable), exp_id))
 
     # -- metrics and events ----------------------------------------------------------------------
     def write_metrics(self, run_id: str, steps: Iterable[Mapping[str, Any]] = (),

@@ -25,8 +25,7 @@ SECTIONS: dict[str, list[PageSpec]] = {
     "Train and compare": [
         PageSpec("pages/1_Train.py", "Train", ":material/model_training:", "Train"),
         PageSpec("pages/2_Runs.py", "Runs", ":material/table_rows:", "Runs"),
-        # Experiments goes here once pages/6_Experiments.py exists (being written):
-        # PageSpec("pages/6_Experiments.py", "Experiments", ":material/science:", "Experiments"),
+        PageSpec("pages/6_Experiments.py", "Experiments", ":material/science:", "Experiments"),
     ],
     "Look inside": [
         PageSpec("pages/3_Depth_lab.py", "Depth lab", ":material/stacked_line_chart:",

@@ -56,13 +56,16 @@ def table_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
 
 
 def filter_runs(runs: Sequence[Run], *, text: str = "", statuses: Iterable[str] = (),
-                kinds: Iterable[str] = ()) -> list[Run]:
-    """Runs whose status and kind are among those given (empty: any) and whose id, name or
-    config JSON contains ``text`` (case-insensitive; e.g. a model, dataset or ``memory``)."""
+                kinds: Iterable[str] = (), experiment: str | None = None) -> list[Run]:
+    """Runs whose status and kind are among those given (empty: any), of ``experiment`` (an
+    experiment id; None: any), and whose id, name or config JSON contains ``text``
+    (case-insensitive; e.g. a model, dataset or ``memory``)."""
     statuses, kinds, needle = set(statuses), set(kinds), text.strip().lower()
     out = []
     for r in runs:
         if statuses and r.status not in statuses:
+            continue
+        if experiment is not None and r.experiment != experiment:
             continue
         if kinds and run_kind(r) not in kinds:
             continue
