@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from lab.classify.embed import FALLBACK_HEIGHT, frame_sizer_script
 from lab.views.classify import NoRunsError, ServerError, ensure_server, stop_server
 
 st.set_page_config(page_title="Classify · revlab", layout="wide")
@@ -17,7 +18,9 @@ except NoRunsError as e:
 except ServerError as e:
     st.error(str(e))
 else:
-    st.iframe(server.url, height=1150)
+    st.iframe(server.url, height=FALLBACK_HEIGHT)
+    # the frame then takes the height the app reports (lab.classify.embed): no inner scrolling
+    st.html(frame_sizer_script(server.url), unsafe_allow_javascript=True)
     left, right = st.columns([4, 1])
     left.caption(f"Served on this machine at {server.url} (process {server.pid}); "
                  f"it keeps running when this page reloads. `python -m lab classify` serves "
