@@ -72,6 +72,23 @@ def test_presets_and_bad_values_through_the_cli(lab_home, capsys, monkeypatch):
     assert "axis 'layers' value 20" in capsys.readouterr().err
     with Store() as st:
         assert len(st.list_runs()) == 4 and len(st.list_experiments()) == 1
+    assert main(["experiment", "grid", "--layers", "14,26", "--family", "hamiltonian,resnet",
+                 "--set", "batch_size=16", "--set", "model_kwargs.widths=8,8,16,32",
+                 "--set", "dataset_options.test_size=50", "--family-set",
+                 "resnet: widths=4,4,8,16 h=0.5", "--dataset", "shapes", "--seeds", "1",
+                 "--name", "nested"]) == 0
+    with Store() as st:
+        configs = {(r.config["model"], tuple(r.config["model_kwargs"]["blocks"])): r.config
+                   for r in st.list_runs(experiment=capsys.readouterr().out.strip())}
+    assert set(configs) == {("hamiltonian", (1, 1, 1)), ("hamiltonian", (2, 2, 2)),
+                            ("resnet", (2, 2, 2)), ("resnet", (4, 4, 4))}
+    ham, res = configs["hamiltonian", (1, 1, 1)], configs["resnet", (2, 2, 2)]
+    assert ham["model_kwargs"]["widths"] == [8, 8, 16, 32] and ham["batch_size"] == 16
+    assert res["model_kwargs"] == {"widths": [4, 4, 8, 16], "h": 0.5, "blocks": [2, 2, 2]}
+    assert res["dataset_options"] == {"test_size": 50} and res["dataset"] == "shapes"
+    with pytest.raises(SystemExit):
+        main(["experiment", "grid", "--h", "1", "--family-set", "resnet widths=4"])
+    assert "write 'family: key=value'" in capsys.readouterr().err
     assert main(["experiment", "extend", "fd", "--seeds", "3"]) == 0
     assert capsys.readouterr().out.strip() == exp_id
     assert main(["experiment", "list"]) == 0

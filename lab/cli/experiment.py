@@ -42,7 +42,13 @@ def _add_grid_flags(q: argparse.ArgumentParser, preset: str | None) -> None:
     axes.add_argument("--axis", action="append", default=[], metavar="KEY=VALUES",
                       help="any other axis, e.g. --axis dropout=0,0.1 (repeatable)")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a fixed TrainConfig setting of every run, e.g. --set augment=false")
+                   help="a fixed TrainConfig setting of every run, e.g. --set augment=false; "
+                   "nested: --set model_kwargs.widths=8,8,16,32 --set "
+                   "dataset_options.test_size=500 (repeatable)")
+    q.add_argument("--family-set", metavar="'FAMILY: KEY=VALUE ...; ...'",
+                   help="model settings of one family (they win over --set model_kwargs.*), "
+                   "e.g. 'resnet: widths=4,4,8,16' (the presets: a ResNet of about equal "
+                   "parameters)")
     q.add_argument("--dataset", help="dataset of every run (default: "
                    + (grid_preset_dataset(preset) if preset else "digits") + ")")
     q.add_argument("--seeds", type=int, help="seeds per cell, 0..N-1 (default "
@@ -90,7 +96,11 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. augment=false")
-        (base[key.strip()],) = grid.parse_values(key.strip(), text) or [None]
+        *outer, last = key.strip().split(".")
+        where = base
+        for k in outer:  # dataset_options.test_size=500 -> {"dataset_options": {...}}
+            where = where.setdefault(k, {})
+        (where[last],) = grid.parse_values(last, text) or [None]
     if args.preset:
         spec = grid.preset(args.preset, seeds=args.seeds, steps=args.steps, dataset=args.dataset,
                            **axes)
@@ -100,6 +110,8 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
             base["dataset"] = args.dataset
         spec = grid.GridSpec(axes=axes, base=base, seeds=3 if args.seeds is None else args.seeds,
                              steps=300 if args.steps is None else args.steps)
+    if args.family_set is not None:
+        spec.family_kwargs = grid.parse_family_kwargs(args.family_set)
     return spec
 
 
@@ -118,6 +130,9 @@ def _grid_command(args: argparse.Namespace, spec: Any) -> str:
             parts += ["--axis", shlex.quote(f"{axis}={text}")]
     parts += ["--dataset", str(spec.base.get("dataset", "digits")), "--seeds", str(spec.seeds),
               "--steps", str(spec.steps)]
+    parts += [f"--set {shlex.quote(item)}" for item in args.set]
+    if args.family_set is not None:
+        parts += ["--family-set", shlex.quote(args.family_set)]
     return " ".join(parts)
 
 

@@ -215,6 +215,33 @@ def parse_values(axis: str, text: str) -> list:
     return [scalar(x) for x in text.split(",") if x.strip()]
 
 
+def parse_family_kwargs(text: str) -> dict[str, dict[str, Any]]:
+    """``resnet: widths=8,8,16,32; hamiltonian: h=0.5`` -> {"resnet": {"widths": [...]}, ...}."""
+    out: dict[str, dict[str, Any]] = {}
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        fam, sep, rest = part.partition(":")
+        if not sep or not fam.strip():
+            raise ValueError(f"per-family settings {part!r}: write 'family: key=value', e.g. "
+                             "'resnet: widths=8,8,16,32'")
+        kw: dict[str, Any] = {}
+        for item in rest.split():
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"per-family setting {item!r}: write key=value")
+            (kw[key],) = parse_values(key, value)
+        out[fam.strip()] = kw
+    return out
+
+
+def family_text(family_kwargs: Mapping[str, Mapping[str, Any]]) -> str:
+    """The inverse of :func:`parse_family_kwargs`."""
+    return "; ".join(f"{fam}: " + " ".join(f"{k}={fmt(v)}" if not isinstance(v, list) else
+                                           f"{k}={','.join(map(fmt, v))}" for k, v in kw.items())
+                     for fam, kw in family_kwargs.items())
+
+
 def blocks_for_layers(model: str, layers: Any, widths: Sequence[int] | None = None) -> list[int]:
     """Blocks per stage giving ``layers`` weight layers for ``model`` (equal in every stage).
 

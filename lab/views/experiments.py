@@ -53,28 +53,7 @@ def _text(axis: str, values: list | None) -> str:
 
 
 def _family_text(family_kwargs: Mapping[str, Mapping[str, Any]]) -> str:
-    return "; ".join(f"{fam}: " + " ".join(f"{k}={_text(k, [v])}" for k, v in kw.items())
-                     for fam, kw in family_kwargs.items())
-
-
-def parse_family_kwargs(text: str) -> dict[str, dict[str, Any]]:
-    """``resnet: widths=8,8,16,32; hamiltonian: h=0.5`` -> {"resnet": {"widths": [...]}, ...}."""
-    out: dict[str, dict[str, Any]] = {}
-    for part in (p.strip() for p in text.split(";")):
-        if not part:
-            continue
-        fam, sep, rest = part.partition(":")
-        if not sep or not fam.strip():
-            raise ValueError(f"per-family settings {part!r}: write 'family: key=value', e.g. "
-                             "'resnet: widths=8,8,16,32'")
-        kw: dict[str, Any] = {}
-        for item in rest.split():
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"per-family setting {item!r}: write key=value")
-            (kw[key],) = grid.parse_values(key, value)
-        out[fam.strip()] = kw
-    return out
+    return grid.family_text(family_kwargs)
 
 
 def spec_from_form(values: Mapping[str, Any], preset: str | None = None) -> grid.GridSpec:
@@ -94,7 +73,8 @@ def spec_from_form(values: Mapping[str, Any], preset: str | None = None) -> grid
                          steps=int(values.get("steps", 300)),
                          base={"dataset": values.get("dataset", "digits"),
                                "batch_size": int(values.get("batch_size", 64))},
-                         family_kwargs=parse_family_kwargs(str(values.get("family_kwargs") or "")),
+                         family_kwargs=grid.parse_family_kwargs(
+                             str(values.get("family_kwargs") or "")),
                          preset=preset)
     return spec.validate()
 
