@@ -1,0 +1,67 @@
+"""lab.views.actions (where a page's store-changing actions end) and lab.views.tables (cells)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lab.runs import jobs
+from lab.runs.store import Store
+from lab.views import actions
+from lab.views.tables import EMPTY, cells, text
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path) as st:
+        yield st
+
+
+@pytest.mark.parametrize("value, gone, expected", [
+    ("a", {"a"}, (True, None)), ("b", {"a"}, (False, "b")),
+    (["a", "b", "c"], {"b"}, (True, ["a", "c"])), (["a"], {"x"}, (False, ["a"])),
+    (3, {"a"}, (False, 3)), ({"a": 1}, {"a"}, (False, {"a": 1}))])
+def test_forget_drops_gone_ids_from_a_selection(value, gone, expected):
+    assert actions.forget(value, gone) == expected
+
+
+def test_delete_says_what_it_deleted_and_which_id_is_gone(store):
+    rid = store.create_run({"model": "hamiltonian"}, name="mine")
+    store.transition(rid, "running")
+    store.finish(rid, "cancelled")
+    out = actions.delete(rid, store=store)
+    assert out.gone == (rid,) and f"Deleted run {rid} (mine)" in out.message
+    assert store.get_run(rid) is None
+
+
+def test_actions_refuse_what_the_store_does_not_allow(store):
+    rid = store.create_run({"model": "hamiltonian"})
+    store.transition(rid, "running")
+    store.finish(rid, "completed")
+    with pytest.raises(jobs.JobError, match="nothing to cancel"):
+        actions.cancel([rid], store=store)
+    with pytest.raises(jobs.JobError, match="only .* can be resumed"):
+        actions.resume(rid, store=store)
+
+
+def test_resume_queues_the_run_and_shows_it(store, monkeypatch):
+    monkeypatch.setattr(jobs, "schedule", lambda *a, **k: [])
+    rid = store.create_run({"model": "hamiltonian"})
+    store.transition(rid, "running")
+    store.finish(rid, "cancelled")
+    out = actions.resume(rid, store=store)
+    assert store.require_run(rid).status == "queued" and out.show == {"run": rid}
+    assert "queued" in out.message
+
+
+@pytest.mark.parametrize("value, shown", [(None, EMPTY), (float("nan"), EMPTY),
+                                          (np.float64("nan"), EMPTY), ("", EMPTY),
+                                          (0.123456, "0.1235"), (3, "3"), ("x", "x")])
+def test_text(value, shown):
+    assert text(value) == shown
+
+
+def test_cells_keep_full_columns_and_write_gappy_ones_as_text():
+    rows = cells([{"a": 1.5, "b": 1, "c": None}, {"a": None, "b": 2, "c": math.nan}])
+    assert rows == [{"a": "1.5", "b": 1, "c": EMPTY}, {"a": EMPTY, "b": 2, "c": EMPTY}]
+    assert cells([{"x": 1}, {"y": 2}]) == [{"x": "1", "y": EMPTY}, {"x": EMPTY, "y": "2"}]
