@@ -5,14 +5,16 @@ import streamlit as st
 from core.network import FAMILIES
 from lab.figures.depth import depth_figure
 from lab.runs import jobs
-from lab.runs.store import RESUMABLE
+from lab.views import actions
 from lab.views import depth as depth_lab
+from lab.views.tables import cells
 
 st.set_page_config(page_title="Depth lab · revlab", layout="wide")
 st.title("Depth lab")
 st.caption("How activation memory and training-step time grow with depth in each memory mode. "
            "A sweep runs as a background job (queued with the training runs, so it never "
            "competes with them for the CPU), is stored, and can be reopened below at any time.")
+actions.begin()  # the message of the last action, and the selection it left
 jobs.reconcile()
 sweeps = depth_lab.list_sweeps()
 
@@ -38,9 +40,9 @@ with st.expander("New sweep", expanded=not sweeps):
             run_id = depth_lab.launch_sweep(config)
         except (ValueError, TypeError) as e:
             st.error(str(e))
-        else:
-            st.query_params["sweep"] = run_id
-            st.rerun()
+        else:  # the URL and the picker name the new sweep (the picker kept the old one)
+            actions.end(actions.launched([run_id], "sweep", param="sweep"),
+                        select={"sweep_pick": run_id})
 
 if not sweeps:
     st.info("No sweeps yet: choose a family and depths above and press **Run sweep**. "
@@ -48,43 +50,55 @@ if not sweeps:
     st.stop()
 
 ids = [r.id for r in sweeps]
-labels = {r.id: f"{r.id} · {r.name} · {r.status}" for r in sweeps}
+labels = {r.id: f"{r.id} · {r.name} · {r.status}" for r in sweeps}  # statuses: the store's
 wanted = st.query_params.get("sweep")
-run_id = st.selectbox("Sweep", ids, index=ids.index(wanted) if wanted in ids else 0,
-                      format_func=labels.get, key="sweep_pick")
+if st.session_state.get("sweep_pick") not in ids:  # e.g. a new URL, or a deleted sweep
+    st.session_state["sweep_pick"] = wanted if wanted in ids else ids[0]
+run_id = st.selectbox("Sweep", ids, format_func=labels.get, key="sweep_pick")
 if run_id != wanted:
     st.query_params["sweep"] = run_id
 budget = st.number_input("Memory budget: MiB of activations", min_value=0.1, value=256.0,
                          help="The largest depth whose activation memory fits, per mode.")
-first = depth_lab.view(run_id)
+drawn = tuple((r.id, r.status) for r in sweeps)
 
 
-@st.fragment(run_every=2 if first.active else None)
-def show_sweep(run_id: str, budget: float, was_active: bool) -> None:
+@st.fragment(run_every=2 if any(s in actions.ACTIVE for _, s in drawn) else None)
+def show_sweep(run_id: str, budget: float) -> None:
+    if tuple((r.id, r.status) for r in depth_lab.list_sweeps()) != drawn:
+        st.rerun()  # a sweep started, ended or went: redraw the page (labels, timer) once
     v = depth_lab.view(run_id)
-    if was_active and not v.active:
-        st.rerun()  # finished: redraw the whole page once, without the timer
     done, total, message = v.progress
     st.markdown(f"**{v.run.name}** · status **{v.run.status}**"
                 + (f" · {v.run.reason}" if v.run.reason else ""))
-    if v.active:
-        st.progress(done / total if total else 0.0,
-                    text=f"{done}/{total} cases · {message or 'starting'}")
-        if st.button("Cancel sweep"):
-            jobs.cancel(v.run.id, wait=False)
-            st.rerun()
-    elif v.run.status in RESUMABLE and st.button("Resume sweep (keeps finished depths)"):
-        jobs.resume(v.run.id)
-        st.rerun()
+    try:
+        if v.active:
+            st.progress(done / total if total else 0.0,
+                        text=f"{done} of {total or '?'} cases measured · "
+                             f"{message or 'starting'}")
+            if st.button("Cancel sweep", key="cancel_sweep"):
+                actions.end(actions.cancel([v.run.id]))
+        else:
+            a1, a2, a3, _ = st.columns([2, 1, 1, 2])
+            if actions.resumable(v.run.status) and a1.button(
+                    "Resume sweep (keeps finished depths)", key="resume_sweep"):
+                actions.end(actions.resume(v.run.id), select={"sweep_pick": v.run.id})
+            sure = a2.checkbox("Yes, delete it", key=f"sure-{v.run.id}",
+                               help="deletes the sweep, its measurements and its folder")
+            if a3.button("Delete sweep", key="delete_sweep", disabled=not sure):
+                actions.end(actions.delete(v.run.id))
+    except (jobs.JobError, LookupError, ValueError) as e:
+        st.error(f"{e}")
     if not v.rows:
         st.info("No depth measured yet." if v.active else "This sweep measured nothing.")
         return
     st.plotly_chart(depth_figure(v.payload, budget, uirevision=f"depth-{v.run.id}"),
                     key=f"depth-figure-{v.run.id}")
+    st.caption(depth_lab.LEGEND)
     st.subheader(f"Deepest network within {budget:g} MiB")
-    st.dataframe(depth_lab.deepest_within(v.payload, budget), hide_index=True, width="stretch")
+    st.dataframe(cells(depth_lab.deepest_within(v.payload, budget)), hide_index=True,
+                 width="stretch")
     st.subheader("Measurements")
     st.dataframe(depth_lab.result_table(v.rows), hide_index=True, width="stretch")
 
 
-show_sweep(run_id, budget, first.active)
+show_sweep(run_id, budget)

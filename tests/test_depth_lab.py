@@ -300,3 +300,64 @@ def test_sweep_budget_mode_and_a_budget_too_small(one_thread):
                                                         budget_mib=1e-6))}
     assert rows["budget"]["notes"].startswith("memory failed: ValueError")  # names the minimum
     assert rows["budget"]["step_s"] is None and rows["standard"]["step_s"] > 0
+
+
+def test_a_second_sweep_takes_over_the_url_and_the_picker(lab_home, monkeypatch):
+    monkeypatch.setattr(jobs, "schedule", lambda *a, **k: [])  # stays queued: no real sweep
+    first = _stored_sweep(lab_home)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["sweep"] = first
+    at.run()
+    assert at.selectbox(key="sweep_pick").value == first
+    at.text_input[0].set_value("14").run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    with Store(lab_home) as store:
+        second = next(r.id for r in store.list_runs() if r.id != first)
+    assert at.selectbox(key="sweep_pick").value == second
+    assert at.query_params["sweep"] in (second, [second])
+    assert any(second in t.value and "Launched sweep" in t.value for t in at.toast)
+
+
+def test_the_picker_labels_come_from_the_store(lab_home):
+    run_id = _stored_sweep(lab_home, status="running")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    label = lambda: at.selectbox(key="sweep_pick").format_func(run_id)  # noqa: E731
+    assert label().endswith("running")
+    with Store(lab_home) as store:
+        store.finish(run_id, "completed")
+    at.run()
+    assert label().endswith("completed")
+
+
+def _no_empty_marks(frame) -> list:
+    bad = []
+    for col in frame.columns:
+        for v in frame[col]:
+            if v is None or (isinstance(v, float) and v != v) or str(v) in ("None", "nan"):
+                bad.append((col, v))
+    return bad
+
+
+def test_tables_show_a_dash_not_none_or_nan(lab_home):
+    run_id = _stored_sweep(lab_home)  # rows without peak or time-vs-standard values
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["sweep"] = run_id
+    at.run()
+    assert len(at.dataframe) == 2
+    for table in at.dataframe:
+        assert not _no_empty_marks(table.value), _no_empty_marks(table.value)
+    assert "–" in set(at.dataframe[1].value["peak over start MiB"])
+
+
+@pytest.mark.parametrize("layers, measured, shown", [
+    (50, 74, 50), (None, 74, None), (530, 218, "530 (extrapolated beyond 218)"),
+    (5678, 218, "over 1202 (extrapolated; the form's maximum)")])
+def test_a_fit_is_a_number_only_inside_the_measured_range(layers, measured, shown):
+    assert depth_lab.fit_depth(layers, measured) == shown
+
+
+def test_deepest_within_never_names_a_depth_past_the_form(lab_home):
+    p = _payload([_row(1, "standard", 1.0, 0.1), _row(6, "standard", 1.5, 0.5)])
+    (row,) = depth_lab.deepest_within(p, 1000)
+    assert row["deepest by linear fit (layers)"].startswith("over 1202")

@@ -28,6 +28,14 @@ DEFAULT_LAYERS = (14, 74, 218)  # valid for every family at three stages, a minu
 _STORED = ("kind", "model", "layers")  # config keys beside the SweepConfig fields
 
 
+# one line under the figure for each legend term it uses
+LEGEND = ("**standard**: every activation kept for backward · **checkpoint**: each block's "
+          "activations recomputed in backward · **reversible**: only each segment's output "
+          "kept, the rest rebuilt with the blocks' inverses · **budget**: the last blocks of "
+          "each segment kept within the MiB given, the rest rebuilt · dashed line: the memory "
+          "budget below · both axes logarithmic.")
+
+
 def is_sweep(run: Run) -> bool:
     """Whether a run of the store is a depth sweep (not a training run)."""
     return run.config.get("kind") == KIND
@@ -184,8 +192,9 @@ def memory_metric(rows: list[dict]) -> str:
 
 
 def deepest_within(payload: dict, budget_mib: float) -> list[dict]:
-    """Per mode, the deepest measured network (and the linear fit's guess) whose activation
-    memory fits in ``budget_mib``."""
+    """Per mode, the deepest measured network whose activation memory fits in ``budget_mib``,
+    and the linear fit's depth: as a number only inside the measured depths; beyond them marked
+    "extrapolated", and past ``MAX_LAYERS`` (the form's maximum) only "over MAX_LAYERS"."""
     if not isinstance(budget_mib, (int, float)) or budget_mib <= 0:
         raise ValueError(f"budget {budget_mib!r} MiB: give a number of MiB > 0")
     rows = payload.get("rows", [])
@@ -193,17 +202,32 @@ def deepest_within(payload: dict, budget_mib: float) -> list[dict]:
     stages = len(cfg["widths"]) - 1
     out = budget_rows(rows, float(budget_mib), memory_metric(rows), stages, cfg["family"])
     return [{"mode": r["mode"], "deepest measured (layers)": r["deepest_measured_layers"],
-             "deepest by linear fit (layers)": r["deepest_extrapolated_layers"],
+             "deepest by linear fit (layers)": fit_depth(
+                 r["deepest_extrapolated_layers"],
+                 max((x["depth"] for x in rows if x["mode"] == r["mode"]), default=None)),
              "MiB per block/stage": r["slope_mib"], "note": r["note"]} for r in out]
 
 
+def fit_depth(layers: int | None, measured_max: int | None) -> int | str | None:
+    """A fitted depth as the table shows it: the number inside the measured range, else marked
+    as extrapolated, and never a depth past the form's maximum (``MAX_LAYERS``)."""
+    if layers is None or measured_max is None or layers <= measured_max:
+        return layers
+    if layers > MAX_LAYERS:
+        return f"over {MAX_LAYERS} (extrapolated; the form's maximum)"
+    return f"{layers} (extrapolated beyond {measured_max})"
+
+
 def result_table(rows: list[dict]) -> list[dict]:
-    """The rows as a readable table (layers, mode, MiB, seconds)."""
-    return [{"layers": r["depth"], "blocks/stage": r["blocks"], "mode": r["mode"],
-             "held MiB": r.get("held_mib"), "saved MiB": r.get("saved_mib"),
-             "peak over start MiB": r.get("peak_over_start_mib"), "step s": r.get("step_s"),
-             "time vs standard": r.get("vs_standard"), "notes": r.get("notes", "")}
-            for r in rows]
+    """The rows as a readable table (layers, mode, MiB, seconds); "–" where nothing was
+    measured (``lab.views.tables.cells``)."""
+    from lab.views.tables import cells
+
+    return cells({"layers": r["depth"], "blocks/stage": r["blocks"], "mode": r["mode"],
+                  "held MiB": r.get("held_mib"), "saved MiB": r.get("saved_mib"),
+                  "peak over start MiB": r.get("peak_over_start_mib"), "step s": r.get("step_s"),
+                  "time vs standard": r.get("vs_standard"), "notes": r.get("notes", "")}
+                 for r in rows)
 
 
 def payload_of(cfg: SweepConfig, rows: list[dict], machine: dict,
