@@ -18,7 +18,10 @@ LAB_SAYS = ("The lab's server on this machine has stopped or is restarting; this
             "reconnects by itself once it runs again (scripts/app.sh starts it). Runs in "
             "progress keep going: they are separate processes.")
 
-_SCRIPT = """<script>
+# the element holding the script takes no room at the top of the page (no flex gap either)
+_HIDE = ('<style>[data-testid="stElementContainer"]:has(> [data-testid="stHtml"] '
+         '> script[data-lab="connection"]) {display: none;}</style>')
+_SCRIPT = _HIDE + """<script data-lab="connection">
 (() => {
   if (window.__labConnectionWords) return;
   window.__labConnectionWords = true;
