@@ -9,6 +9,10 @@ import torch
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+# AppTest pages would start a warm run launcher per test's LAB_HOME (lab.runs.launcher); tests of
+# the launcher start theirs explicitly, and the browser tests' app (lab.bench.app_browser.serve)
+# turns it back on
+os.environ.setdefault("LAB_LAUNCHER", "0")
 
 # relative tolerance for "same result" comparisons, by dtype
 RTOL = {torch.float64: 1e-9, torch.float32: 1e-4}

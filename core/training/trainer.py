@@ -10,13 +10,10 @@ Events passed to ``Callback.on_event(kind, message)``: ``start``, ``resume``, ``
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +26,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from core.device import resolve_device
 from core.training import distributed, sampling
-from core.training.checkpoint import CONFIG, has_checkpoint, load_state, save_checkpoint, write_json
+from core.training.checkpoint import has_checkpoint, load_state, save_checkpoint, write_config
 from core.training.config import TrainConfig, _jsonable
 from core.training.metrics import Running, peak_memory, reset_peak_memory, saved_tensors
+from core.training.signals import stop_signals
 
 MAX_NONFINITE = 3  # consecutive non-finite losses that end a run as "failed"
 # Config fields that may change between a run and its resume without changing the numbers.
@@ -154,7 +152,9 @@ class Trainer:
             device = torch.device("cuda", info.local_rank)
         self.device = device
         try:
-            with _stop_signals(self):
+            # SIGTERM/SIGINT: stop after the current step with a checkpoint.
+            with stop_signals(lambda name: self.request_stop(f"received {name}"),
+                              pending=lambda: self._stop is not None):
                 return self._fit(resume)
         finally:
             distributed.teardown(info)
@@ -199,7 +199,7 @@ class Trainer:
         resumed_from = self._restore() if found else None
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(self.run_dir / CONFIG, cfg.to_dict())
+            write_config(self.run_dir, cfg.to_dict())
         model = self.model  # a resume may have grown it (multi-level)
         self._ddp = (DistributedDataParallel(model, device_ids=[device.index]
                                              if device.type == "cuda" else None)
@@ -540,27 +540,3 @@ def _network_json(model: nn.Module) -> dict | None:
 
     config = getattr(model, "config", None)
     return _jsonable(dataclasses.asdict(config)) if dataclasses.is_dataclass(config) else None
-
-
-@contextlib.contextmanager
-def _stop_signals(trainer: Trainer) -> Iterator[None]:
-    """SIGTERM/SIGINT ask the trainer to stop after the current step (main thread only).
-
-    A second Ctrl-C while a stop is pending raises KeyboardInterrupt at once. The previous
-    handlers come back when training ends.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if signum == signal.SIGINT and trainer._stop is not None:
-            raise KeyboardInterrupt
-        trainer.request_stop(f"received {signal.Signals(signum).name}")
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old if old is not None else signal.SIG_DFL)

@@ -3,9 +3,9 @@
 `python -m lab.bench.app_browser [--out docs/bench --tag cpu]` measures the issue's two browser
 targets: the first page rendered within 3 s of the server being up (from the first healthy
 ``/_stcore/health`` answer to the Home page's title drawn in the browser) and, on the default
-configuration, the first live point within 5 s of launch (from the click on Train's "Launch" to
-the first point of the accuracy curve in the page). The helpers (``serve``, ``browser``,
-``wait_idle``, ``curve_points``) also serve tests/e2e/test_browser.py.
+configuration, the first live point within 3 s of launch (from the click on Train's "Launch" to
+the first point of the accuracy curve in the page, the run forked by the warm launcher). The
+helpers (``serve``, ``browser``, ``wait_idle``, ``curve_points``) also serve tests/e2e.
 """
 
 from __future__ import annotations
@@ -67,14 +67,16 @@ def serve(lab_home: str | os.PathLike, *, port: int | None = None, timeout: floa
           env: dict[str, str] | None = None) -> Iterator[Server]:
     """Start the lab app with ``LAB_HOME=lab_home`` and wait until it answers its health check.
 
-    ``env`` adds environment variables for the server and the runs it launches.
+    ``env`` adds environment variables for the server and the runs it launches. The warm run
+    launcher is on, as for a user (``LAB_LAUNCHER=1``), unless ``env`` says otherwise.
     Stops it (and nothing else) on exit. Raises RuntimeError with the server's log tail if it
     does not come up within ``timeout`` seconds.
     """
     port = port or free_port()
     log_path = Path(log) if log else Path(lab_home) / "streamlit.log"
-    env = dict(os.environ, LAB_HOME=str(lab_home), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **(env or {}))
+    env = {**os.environ, "LAB_HOME": str(lab_home), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "LAB_LAUNCHER": "1",
+           **(env or {})}
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
@@ -212,6 +214,7 @@ def measure_once(work: Path) -> dict:
             wait_idle(page)
             button = page.get_by_role("button", name="Launch", exact=True)
             button.wait_for(timeout=60_000)
+            launcher_ready = _wait_launcher(home, server.up_at)  # a user reading the form
             clicked = time.monotonic()
             button.click()
             try:
@@ -221,7 +224,26 @@ def measure_once(work: Path) -> dict:
                 _cancel_all(home)  # the launched run: its process outlives the server
         foreign = b.foreign()
     return dict(first_page_s=first_page, first_live_point_s=first_point,
-                requests=len(b.requests), foreign_requests=foreign)
+                launcher_ready_s=launcher_ready, requests=len(b.requests),
+                foreign_requests=foreign)
+
+
+def _wait_launcher(home: Path, since: float, timeout: float = 120) -> float | None:
+    """Seconds from `since` until the app's warm run launcher answers (None: it never did, so
+    the launch will start a fresh process and pay for the imports)."""
+    from lab.runs import launcher
+
+    deadline = time.monotonic() + timeout
+    while not launcher.ready(home):
+        if time.monotonic() > deadline or (launcher.read_state(home) is not None
+                                           and launcher.running(home) is None):
+            return None
+        time.sleep(0.05)
+    return time.monotonic() - since
+
+
+def _fmt(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="lab-app-bench-") as tmp:
             runs.append(measure_once(Path(tmp)))
         print(f"  run {i + 1}: first page {runs[-1]['first_page_s']:.2f} s, first live point "
-              f"{runs[-1]['first_live_point_s']:.2f} s", flush=True)
+              f"{runs[-1]['first_live_point_s']:.2f} s, launcher ready "
+              f"{_fmt(runs[-1]['launcher_ready_s'])} s after server up", flush=True)
     command = "python -m lab.bench.app_browser " + shlex.join(argv if argv is not None
                                                                 else sys.argv[1:])
     med = {k: statistics.median(r[k] for r in runs) for k in ("first_page_s",
@@ -249,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = dict(benchmark="app-browser", command=command.strip(),
                    date=dt.datetime.now().isoformat(timespec="seconds"), cores=os.cpu_count(),
                    loadavg=load, note=args.note, runs=runs, median=med,
-                   targets={"first_page_s": 3.0, "first_live_point_s": 5.0})
+                   targets={"first_page_s": 3.0, "first_live_point_s": 3.0})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"app-{args.tag}.json").write_text(json.dumps(payload, indent=2) + "\n")
@@ -257,21 +280,26 @@ def main(argv: list[str] | None = None) -> int:
              f"{payload['date']}, {os.cpu_count()} cores, load average "
              f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)"
              + (f"; {args.note}" if args.note else ""), "",
-             "| run | first page after server up (s) | first live point after Launch (s) |",
-             "|---|---|---|"]
-    lines += [f"| {i + 1} | {r['first_page_s']:.2f} | {r['first_live_point_s']:.2f} |"
-              for i, r in enumerate(runs)]
-    lines += [f"| median | {med['first_page_s']:.2f} | {med['first_live_point_s']:.2f} |", "",
+             "| run | first page after server up (s) | first live point after Launch (s) "
+             "| run launcher ready after server up (s) |",
+             "|---|---|---|---|"]
+    lines += [f"| {i + 1} | {r['first_page_s']:.2f} | {r['first_live_point_s']:.2f} "
+              f"| {_fmt(r['launcher_ready_s'])} |" for i, r in enumerate(runs)]
+    lines += [f"| median | {med['first_page_s']:.2f} | {med['first_live_point_s']:.2f} | |", "",
               f"Targets: first page <= 3 s ({'met' if med['first_page_s'] <= 3 else 'NOT met'}),"
-              f" first live point <= 5 s "
-              f"({'met' if med['first_live_point_s'] <= 5 else 'NOT met'}).", "",
+              f" first live point <= 3 s "
+              f"({'met' if med['first_live_point_s'] <= 3 else 'NOT met'}).", "",
               "First page: from the first healthy `/_stcore/health` answer of a fresh `streamlit "
               "run streamlit_app.py` to the Home page's title drawn in headless Chromium (browser "
               "already started, the page requested at that moment). First live point: from the "
               "click on Train's **Launch** (default configuration) to the first point of the "
-              "accuracy curve in the page: the run queued, its worker process started (torch "
-              "import, data, model), the first steps recorded in the store and read by the live "
-              "fragment. Requests leaving 127.0.0.1 over all runs: "
+              "accuracy curve in the page: the run queued, its process forked by the app's warm "
+              "run launcher (lab.runs.launcher: torch, torchvision and scikit-learn already "
+              "imported), data and model built, the first steps recorded in the store and read "
+              "by the live fragment. The click waits until that launcher answers (it starts "
+              "with the server's first page; the last column), as a user reading the form "
+              "would; a click before that waits for it inside the launch. Requests leaving "
+              "127.0.0.1 over all runs: "
               f"{sum(len(r['foreign_requests']) for r in runs)}."]
     (out / f"app-{args.tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -263,7 +263,7 @@ def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int | N
     """Build the app and serve it until interrupted (`python -m lab classify`).
 
     With ``owners`` ((pid, start) pairs, the Streamlit server that started it) or an
-    ``owners_file`` (see lab.classify.lifetime), it stops by itself once none of its owners has
+    ``owners_file`` (see lab.runs.owners), it stops by itself once none of its owners has
     been alive for ``idle_exit`` seconds.
     """
     import shutil
@@ -275,7 +275,7 @@ def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int | N
 
     signal.signal(signal.SIGTERM, stop)
     if owners or owners_file:
-        from lab.classify.lifetime import watch
+        from lab.runs.owners import watch
 
         def gone(reason: str) -> None:
             print(f"classifier stopping: {reason}", file=sys.stderr, flush=True)

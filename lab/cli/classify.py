@@ -14,7 +14,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _owner(text: str) -> tuple[int, int | None]:
-    from lab.classify.lifetime import parse_owner
+    from lab.runs.owners import parse_owner
 
     try:
         return parse_owner(text)

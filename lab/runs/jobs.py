@@ -26,7 +26,6 @@ from typing import Any
 from lab.runs.store import DEFAULT_WORKER, LOG_NAME, RESUMABLE, Run, Store
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)  # so workers import lab/ from any cwd
 
 
 class JobError(RuntimeError):
@@ -164,31 +163,36 @@ def _spawn(store: Store, run_id: str, slot: int | None, pin_gpus: int) -> None:
     run = store.get_run(run_id)
     if run is None or run.status != "running":
         return  # deleted or cancelled in between
+    from lab.runs import launcher
+
     run_dir = store.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, LAB_HOME=str(store.home))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_REPO_ROOT, env.get("PYTHONPATH")) if p)
+    env = launcher.worker_env(store.home)  # LAB_HOME, and the repository first on PYTHONPATH
     if (pin_gpus and slot is not None and "CUDA_VISIBLE_DEVICES" not in os.environ
             and run.config.get("device", "auto") in ("auto", "cuda")):
         # one run per GPU; a run of N processes gets the N GPUs of its slots
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str((slot + k) % pin_gpus)
                                                for k in range(min(run.nproc, pin_gpus)))
     cwd = run.cwd if run.cwd and os.path.isdir(run.cwd) else None
-    argv = [sys.executable, "-m", run.worker, run_id]
+    argv = [run.worker, run_id]
     if run.nproc > 1:  # the worker module supervises torchrun, which starts the ranks
-        argv[3:3] = ["--nproc", str(run.nproc)]
-    try:
-        with open(run_dir / LOG_NAME, "ab") as log:
-            proc = subprocess.Popen(
-                argv, cwd=cwd, env=env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
-    except OSError as e:
-        store.finish(run_id, "failed", reason="could not start the worker process",
-                     error=f"{type(e).__name__}: {e}")
-        return
+        argv[1:1] = ["--nproc", str(run.nproc)]
+    # The app's warm launcher forks the run's process (torch already imported); without one,
+    # or when it declines, a fresh interpreter starts. Either way: its own session and pid.
+    pid = launcher.fork_run(store.home, argv, cwd=cwd, env=env, log=run_dir / LOG_NAME)
+    if pid is None:
+        try:
+            with open(run_dir / LOG_NAME, "ab") as log:
+                pid = subprocess.Popen(
+                    [sys.executable, "-m", *argv], cwd=cwd, env=env,
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True).pid
+        except OSError as e:
+            store.finish(run_id, "failed", reason="could not start the worker process",
+                         error=f"{type(e).__name__}: {e}")
+            return
     # The worker records its pid itself too; whoever is first, the values agree.
-    store.update(run_id, pid=proc.pid, pid_start=process_start(proc.pid), own_session=1,
+    store.update(run_id, pid=pid, pid_start=process_start(pid), own_session=1,
                  only_if_status="running")
 
 

@@ -5,7 +5,7 @@ The Streamlit Classify page calls `ensure_server()` on every rerun: it reuses th
 `python -m lab classify` otherwise. Failures raise `ServerError` with what to do.
 
 The calling process (the Streamlit server) is the classifier's owner: the classifier stops by
-itself `IDLE_EXIT_S` seconds after its last owner is gone (lab.classify.lifetime), so stopping
+itself `IDLE_EXIT_S` seconds after its last owner is gone (lab.runs.owners), so stopping
 the app leaves no classifier behind. A Streamlit server that reuses a running classifier adds
 itself to the owners listed in the state file.
 """
@@ -26,6 +26,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lab.runs import owners
 from lab.runs.store import Store, lab_home
 
 STATE_NAME = "classify_server.json"
@@ -123,14 +124,12 @@ def ensure_server(home: str | Path | None = None, *, host: str = "127.0.0.1",
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f".{STATE_NAME}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two browser tabs at once start one server
-        me = _me()
+        me = owners.me()
         info = running_server(home)
         if info is not None:
             if me not in info.owners:  # another Streamlit server started it: own it too
-                from lab.classify.lifetime import any_alive
-
                 info = ServerInfo(**{**asdict(info), "owners": tuple(
-                    o for o in info.owners if any_alive([o])) + (me,)})
+                    o for o in info.owners if owners.any_alive([o])) + (me,)})
                 _write_state(home, info)
             return _wait_ready(info, None, root / LOG_NAME, timeout)
         with Store(home) as store:
@@ -152,7 +151,7 @@ def ensure_server(home: str | Path | None = None, *, host: str = "127.0.0.1",
         with open(root / LOG_NAME, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "lab", "classify", "--host", host, "--port", str(port),
-                 "--owner", f"{me[0]}:{me[1] or ''}".rstrip(":"),
+                 "--owner", owners.format_owner(me),
                  "--owners-file", str(_state_path(home)), "--idle-exit", str(IDLE_EXIT_S)],
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)  # survives Streamlit reruns
@@ -162,13 +161,6 @@ def ensure_server(home: str | Path | None = None, *, host: str = "127.0.0.1",
                           port=port, started_at=time.time(), owners=(me,))
         _write_state(home, info)
         return _wait_ready(info, proc, root / LOG_NAME, timeout)
-
-
-def _me() -> tuple[int, int | None]:
-    """This process (the Streamlit server, or a test) as an owner: (pid, start time)."""
-    from lab.runs.jobs import process_start
-
-    return os.getpid(), process_start(os.getpid())
 
 
 def _wait_ready(info: ServerInfo, proc: subprocess.Popen | None, log: Path,

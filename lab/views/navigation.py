@@ -39,3 +39,17 @@ SECTIONS: dict[str, list[PageSpec]] = {
 def all_pages() -> list[PageSpec]:
     """Every page, in sidebar order."""
     return [p for pages in SECTIONS.values() for p in pages]
+
+
+def favicon(size: int = 32):
+    """The browser tab's icon, drawn here (no file, no network): the pair (a, b) that every
+    reversible block updates, as two bars."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    third = size // 3
+    draw.rounded_rectangle((2, 2, third + 2, size - 3), radius=3, fill=(31, 119, 180, 255))
+    draw.rounded_rectangle((size - third - 3, 2, size - 3, size - 3), radius=3,
+                           fill=(255, 127, 14, 255))
+    return img

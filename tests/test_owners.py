@@ -1,4 +1,4 @@
-"""The classifier stops by itself once the processes that own it are gone (lab.classify.lifetime).
+"""Helpers stop by themselves once the processes that own them are gone (lab.runs.owners).
 
 The real-browser version (start the app, open Classify, stop the app) is in
 tests/e2e/test_app_leftovers.py; here the owner is a plain `sleep` process.
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from lab.classify.lifetime import file_owners, parse_owner, watch
 from lab.runs.jobs import is_alive, process_start
+from lab.runs.owners import file_owners, parse_owner, watch
 from lab.views.classify import answers
 
 REPO = Path(__file__).resolve().parent.parent
