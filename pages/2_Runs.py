@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from lab.figures import to_html
 from lab.figures.runs import METRICS, overlay_figure
 from lab.runs import jobs
 from lab.runs.live import LiveRun
@@ -63,8 +62,13 @@ with Store() as store:
 fig = overlay_figure(lives, metric, smoothing=smoothing, log_x=log_x, log_y=log_y,
                      labels=[f"{lv.run_id} {lv.run.name or lv.run.model}" for lv in lives])
 st.plotly_chart(fig, key="overlay")
-st.download_button("Download this figure (HTML)", to_html(fig), file_name=f"runs-{metric}.html",
-                   mime="text/html", key="fig_html")
+st.download_button("Download this figure (HTML)",
+                   runs_view.figure_html(fig, st.context.url,
+                                         st.get_option("server.baseUrlPath") or "",
+                                         st.get_option("server.port")),
+                   file_name=f"runs-{metric}.html", mime="text/html", key="fig_html",
+                   help="a small file that loads plotly.js from this app: open it while the "
+                        "app runs")
 
 # -- configurations side by side ----------------------------------------------------------------
 st.header("Configurations")

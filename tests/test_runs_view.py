@@ -60,3 +60,33 @@ def test_metrics_csv_has_step_and_epoch_rows(store):
     rows = list(csv.DictReader(io.StringIO(runs_view.metrics_csv(store, rid).decode())))
     assert [r["kind"] for r in rows] == ["step", "step", "epoch"]
     assert rows[1]["loss"] == "1.5" and rows[2]["test_acc"] == "0.5"
+
+
+def test_figure_download_loads_plotly_from_the_app_and_stays_small(store, tmp_path, monkeypatch):
+    import numpy as np
+
+    from lab.figures.runs import overlay_figure
+    from lab.runs.live import LiveRun
+
+    monkeypatch.setattr(runs_view, "STATIC", tmp_path / "static")
+    lives = []
+    for _ in range(3):
+        rid = store.create_run({"model": "hamiltonian"}, status="running")
+        store.write_metrics(rid, [{"step": s, "loss": float(np.exp(-s / 500)), "time": s * 0.1}
+                                  for s in range(1, 2001)])
+        lives.append(LiveRun(rid))
+        lives[-1].refresh(store)
+    html = runs_view.figure_html(overlay_figure(lives, "loss"), "http://127.0.0.1:8612/Runs?run=a",
+                                 "")
+    size = len(html.encode())
+    assert size < 200_000, size
+    (js,) = (tmp_path / "static").glob("plotly-*.min.js")
+    assert f'src="http://127.0.0.1:8612/app/static/{js.name}"' in html
+    assert js.stat().st_size > 3_000_000 and "start the lab app" in html
+
+
+@pytest.mark.parametrize("url, base, expected", [
+    ("http://127.0.0.1:8501/Runs?run=x", "", "http://127.0.0.1:8501/app/static/"),
+    ("http://host:9/lab/Runs", "/lab/", "http://host:9/lab/app/static/")])
+def test_static_url(url, base, expected):
+    assert runs_view.static_url(url, base) == expected

@@ -7,6 +7,7 @@ shows it with ``st.plotly_chart`` and the CLI writes the same figure as self-con
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -129,9 +130,42 @@ def to_html(fig: go.Figure, path: str | Path | None = None, *,
 
     Without ``plotlyjs_url`` plotly.js is inlined (a self-contained file of about 4.7 MB, for
     the CLI's reports). With it, the page loads plotly.js from that address (the lab app's own
-    server: see ``lab.views.runs.plotly_js``) and the file holds only the figure: a few kB.
+    server: see :func:`plotly_js_file`) and holds only the figure, a few kB; opened while that
+    server is down it says so instead of showing a blank page.
     """
     html = fig.to_html(include_plotlyjs=plotlyjs_url or True, full_html=True)
+    if plotlyjs_url:
+        note = (f"This figure draws with plotly.js served by the lab app at {plotlyjs_url}. "
+                "That address did not answer: start the lab app (scripts/app.sh) and reload.")
+        html = html.replace("</body>", _MISSING_PLOTLY % json.dumps(note) + "</body>", 1)
     if path is not None:
         Path(path).write_text(html, encoding="utf-8")
     return html
+
+
+_MISSING_PLOTLY = """<script>
+if (!window.Plotly) {
+  const p = document.createElement("p");
+  p.textContent = %s;
+  p.style.cssText = "font: 16px sans-serif; margin: 2em;";
+  document.body.prepend(p);
+}
+</script>"""
+
+
+def plotly_js_file(folder: str | Path) -> str:
+    """The name of the installed plotly.js in ``folder`` (written there once, atomically):
+    ``plotly-<version>.min.js``, so a newer plotly never meets a cached older file."""
+    import os
+
+    import plotly
+    from plotly.offline import get_plotlyjs
+
+    name = f"plotly-{plotly.__version__}.min.js"
+    path = Path(folder) / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp.write_text(get_plotlyjs(), encoding="utf-8")
+        os.replace(tmp, path)
+    return name

@@ -12,7 +12,9 @@ import io
 import json
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from lab.runs.store import DEFAULT_WORKER, LOG_NAME, Run, Store
 
@@ -122,3 +124,29 @@ def metrics_csv(store: Store, run_id: str) -> bytes:
     out = io.StringIO()
     write_metrics_csv(store, run_id, out)
     return out.getvalue().encode()
+
+
+# what the app serves at /app/static/ (server.enableStaticServing in .streamlit/config.toml)
+STATIC = Path(__file__).resolve().parents[2] / "static"
+
+
+def static_url(page_url: str, base_path: str = "") -> str:
+    """The app's /app/static/ address from the page's URL (``st.context.url``) and
+    ``server.baseUrlPath``."""
+    parts = urlsplit(page_url)
+    if not parts.scheme or not parts.netloc:
+        raise ValueError(f"{page_url!r} is not an absolute URL of the app")
+    base = "/".join(p for p in base_path.split("/") if p)
+    return f"{parts.scheme}://{parts.netloc}/{base + '/' if base else ''}app/static/"
+
+
+def figure_html(fig: Any, page_url: str | None, base_path: str = "", port: int = 8501) -> str:
+    """A figure as an HTML download that loads plotly.js from this app (a few kB, not 4.7 MB).
+
+    ``page_url``: the page's address in the browser (``st.context.url``); when it is unknown
+    (a script run without a browser), the app on 127.0.0.1 at ``port``.
+    """
+    from lab.figures import plotly_js_file, to_html
+
+    url = static_url(page_url or f"http://127.0.0.1:{port}/", base_path)
+    return to_html(fig, plotlyjs_url=url + plotly_js_file(STATIC))
