@@ -24,6 +24,17 @@ PREVIEW_PX = 160  # the "as the model sees it" thumbnails, upscaled with nearest
 EXAMPLE_DATASETS = ("digits", "shapes")  # need no download: always offered when a run uses them
 CACHE_SWEEP = (300, 900)  # delete_cache: every 5 min, remove uploads older than 15 min
 MAX_FILES = 16  # images per request
+# Gradio's sketchpad opens with no tool chosen ("select the draw tool to start"), whatever its
+# brush settings: choose the brush when the tab shows (clicking it again keeps it chosen).
+SELECT_BRUSH_JS = """() => {
+    const pick = (tries) => {
+        const brush = document.querySelector('#lab-sketch button[aria-label="Brush"]');
+        if (brush) brush.click();
+        else if (tries > 0) setTimeout(() => pick(tries - 1), 100);
+    };
+    pick(50);
+}"""
+CLEARED = "**No result**: the last request was refused (its error message says why)."
 # One image through these small nets is fastest on one thread: on the 2-core CPU under load the
 # digits median was 2.3 ms with 1 thread vs 22.8 ms with 2 (docs/bench/classify-cpu.md).
 INFERENCE_THREADS = 1
@@ -176,6 +187,7 @@ class ClassifyApp:
                     with gr.Tab("Draw a digit", visible=_dataset(runs, best) == "digits") as tab:
                         sketch = gr.Sketchpad(type="filepath", canvas_size=(256, 256),
                                               label="Draw one digit, large and centred",
+                                              elem_id="lab-sketch",
                                               brush=gr.Brush(default_size=18,
                                                              colors=["#000000"],
                                                              color_mode="fixed"))
@@ -195,17 +207,29 @@ class ClassifyApp:
                 with gr.Column():
                     label = gr.Label(num_top_classes=TOP_K, label="Top 5")
                     summary = gr.Markdown()
-                    seen = gr.Gallery(label="As the model sees it", columns=4, height=220,
-                                      object_fit="contain")
+                    # whole thumbnails: no preview mode and no single image stretched to the
+                    # column's width (both crop it to the box's height); the box grows instead
+                    seen = gr.Gallery(label="As the model sees it", columns=4, height="auto",
+                                      object_fit="contain", allow_preview=False,
+                                      fit_columns=False)
             table = gr.Dataframe(headers=["file", "top-1", "probability", "next 4", "ms",
                                           "note"], label="All images", interactive=False)
-            details = gr.JSON(label="All probabilities (first image)")
+            with gr.Accordion("All probabilities (first image)", open=False):
+                details = gr.JSON(label="All probabilities (first image)")
 
             outputs = [label, seen, summary, table, details]
-            go.click(self.classify_files, [run, files], outputs, api_name="classify")
-            draw_go.click(self.classify_drawing, [run, sketch], outputs, api_name="draw")
+
+            def cleared():  # a refused request leaves no earlier result under its error
+                return None, [], CLEARED, None, None
+
+            go.click(self.classify_files, [run, files], outputs, api_name="classify").failure(
+                cleared, None, outputs, api_name=False)
+            draw_go.click(self.classify_drawing, [run, sketch], outputs, api_name="draw"
+                          ).failure(cleared, None, outputs, api_name=False)
             example.change(self.classify_example, [run, example], outputs,
-                           api_name="example", trigger_mode="always_last")
+                           api_name="example", trigger_mode="always_last").failure(
+                cleared, None, outputs, api_name=False)
+            tab.select(None, None, None, js=SELECT_BRUSH_JS, api_name=False)
 
             def select(run_id):
                 ds = _dataset(self.cache.runs(), run_id)
