@@ -311,7 +311,8 @@ def _cmd_drift(args: argparse.Namespace) -> int:
         "--families", ",".join(families), "--blocks", str(args.blocks), "--train-steps",
         str(args.train_steps), "--anchor-every", str(args.anchor_every), "--seed", str(args.seed)])
     rows = drift.measure(families, blocks=args.blocks, train_steps=args.train_steps,
-                         anchor_every=args.anchor_every, seed=args.seed)
+                         anchor_every=args.anchor_every, seed=args.seed,
+                         progress_every=args.progress_every)
     path = drift.write_report(rows, Path(args.out), command, blocks=args.blocks,
                               train_steps=args.train_steps, anchor_every=args.anchor_every)
     print(drift.table(rows, args.anchor_every))
@@ -374,5 +375,7 @@ def add_experiment_command(sub: Any) -> None:
     q.add_argument("--anchor-every", type=int, default=10, help="anchor spacing for the "
                    "'with anchors' column")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--progress-every", type=int, default=50, metavar="N",
+                   help="print the training loss every N steps (0: quiet)")
     q.add_argument("--out", default=str(DOCS))
     q.set_defaults(func=_cmd_drift, parser=q)

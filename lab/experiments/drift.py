@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,8 +33,11 @@ def _stage_input_error(model, x, anchor_every: int) -> float:
 
 def measure(families: Sequence[str] = FAMILIES, *, blocks: int = 100, train_steps: int = 30,
             anchor_every: int = 10, seed: int = 0, widths=(8, 8, 16, 32), batch: int = 16,
-            train_size: int = 512) -> list[DriftRow]:
-    """Each family at ``blocks`` blocks per stage on ``shapes``: error at init, then trained."""
+            train_size: int = 512, progress_every: int = 0) -> list[DriftRow]:
+    """Each family at ``blocks`` blocks per stage on ``shapes``: error at init, then trained.
+
+    ``progress_every`` > 0 prints the step and the loss to stderr every that many steps.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -63,6 +67,9 @@ def measure(families: Sequence[str] = FAMILIES, *, blocks: int = 100, train_step
                 loss.backward()
                 opt.step()
                 step += 1
+                if progress_every and step % progress_every == 0:
+                    print(f"  {time.strftime('%H:%M:%S')} {family}: step {step}/{train_steps},"
+                          f" loss {loss.item():.3f}", file=sys.stderr, flush=True)
                 if step >= train_steps:
                     break
         model.eval()
