@@ -140,3 +140,37 @@ def test_live_figures_update_in_place_and_rebuild_when_lines_change(store):
     other = LiveRun(running_run(store))
     other.refresh(store)
     assert figs.live_figures(other, previous=second)["loss"] is not second["loss"]  # new run
+
+
+def test_eta_is_an_exponential_average_that_one_slow_step_barely_moves(store):
+    rid = running_run(store, total_steps=1000)
+    times = [0.01 * i for i in range(1, 101)]
+    times[60:] = [t + 2.0 for t in times[60:]]  # step 61 took 2 s more (an evaluation)
+    store.write_metrics(rid, [step(i, time=t) for i, t in zip(range(1, 101), times)])
+    live = LiveRun(rid)
+    live.refresh(store)
+    p = live.progress()
+    # 39 steps after the slow one its weight is 0.05 * 0.95**39 ~ 0.7%: ~0.024 s/step, not 2
+    assert 0.01 < p.step_s < 0.04 and p.eta_s == pytest.approx(900 * p.step_s)
+    assert p.basis.startswith(f"at {p.step_s:.3g} s/step")
+    # a plain mean over the window would say (1 + 2) s / 100 steps = 0.03 s; the last-50-steps
+    # window the page used before jumped to 0.05 s/step while the slow step was inside it
+
+
+def test_no_eta_for_a_run_that_is_not_running(store):
+    rid = running_run(store, total_steps=100)
+    store.write_metrics(rid, [step(i) for i in range(1, 11)])
+    store.finish(rid, "cancelled", reason="cancelled on request")
+    live = LiveRun(rid)
+    live.refresh(store)
+    p = live.progress()
+    assert p.step == 10 and p.eta_s is None and p.basis == ""
+
+
+def test_a_resume_restarts_the_average(store):
+    rid = running_run(store, total_steps=100)
+    store.write_metrics(rid, [step(i) for i in range(1, 11)]
+                        + [step(i, time=0.5 * (i - 11)) for i in range(11, 21)])  # new clock
+    live = LiveRun(rid)
+    live.refresh(store)
+    assert live.progress().step_s == pytest.approx(0.5)

@@ -423,9 +423,9 @@ class Trainer:
     def _interrupt(self, reason: str, save: bool = True) -> TrainResult:
         if save:
             self._save("interrupted")
-        where = (f"checkpoint at step {self._last_ckpt_step}" if self._last_ckpt_step is not None
-                 else "no checkpoint written")
-        msg = f"{reason}: stopped at step {self._pos.step} ({where}); resume with fit(resume=True)"
+        where = (f"a resume continues from its checkpoint at step {self._last_ckpt_step}"
+                 if self._last_ckpt_step is not None else "no checkpoint yet: a resume starts over")
+        msg = f"{reason}: stopped at step {self._pos.step} ({where})"
         self._event("interrupted", msg)
         return TrainResult("interrupted", msg, self._final())
 

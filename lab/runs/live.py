@@ -19,6 +19,7 @@ from lab.runs.store import Run, Store
 STEP_KEYS = ("loss", "acc", "samples_per_sec", "saved_bytes", "peak_mem_bytes", "time")
 EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
 MAX_POINTS = 2000  # per trace: enough for the eye, small enough for a quick redraw
+ETA_WEIGHT = 0.05  # per step: the ETA's step time is an exponential average over ~20 steps
 
 
 def downsample(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS,
@@ -55,7 +56,16 @@ class Progress:
 
     step: int | None          # steps done (the trainer counts from 1), None before the first
     total_steps: int | None   # from the trainer's start event; None until it has started
-    eta_s: float | None       # seconds left at the recent step rate; None when unknown
+    eta_s: float | None       # seconds left at the recent step rate; None when unknown or the
+                              # run is not running (a cancelled run has no time left to wait)
+    step_s: float | None = None  # the basis: exponential average of seconds per step
+
+    @property
+    def basis(self) -> str:
+        """What the ETA is computed from, in words ("" when there is no ETA)."""
+        if self.eta_s is None or self.step_s is None:
+            return ""
+        return f"at {self.step_s:.3g} s/step (average of the recent steps)"
 
     @property
     def fraction(self) -> float:
@@ -77,6 +87,8 @@ class LiveRun:
     total_steps: int | None = None
     run: Run | None = None
     reads: int = 0
+    step_s: float | None = None  # exponential average of seconds per step (ETA_WEIGHT per step)
+    _clock: tuple[int, float] | None = None  # (step, time) the average last moved from
 
     def refresh(self, store: Store) -> int:
         """Read the run row and every metric row and event after the last seen; returns how many
@@ -91,6 +103,7 @@ class LiveRun:
             for k in STEP_KEYS:
                 v = m.get(k)
                 self.steps[k].append(np.nan if v is None else float(v))
+            self._time_step(m["step"], m.get("time"))
         if new:
             self.last_step = new[-1]["step"]
         for e in store.epoch_metrics(self.run_id, after_epoch=self.last_epoch):
@@ -121,15 +134,26 @@ class LiveRun:
         x = np.asarray(self.epochs["epoch"], dtype=np.float64)
         return x, np.asarray(self.epochs[key], dtype=np.float64)
 
+    def _time_step(self, step: int, t: float | None) -> None:
+        """Fold one recorded step into the average step time: a gap of k steps that took dt
+        seconds counts as k steps of dt/k each (rows may be sparse)."""
+        if t is None or not np.isfinite(t):
+            return
+        if self._clock is not None:
+            ds, dt = step - self._clock[0], t - self._clock[1]
+            if ds > 0 and dt > 0:
+                keep = (1 - ETA_WEIGHT) ** ds
+                per = dt / ds
+                self.step_s = per if self.step_s is None else keep * self.step_s + (1 - keep) * per
+            elif dt <= 0:  # a resume restarts the trainer's clock: start the average afresh
+                self.step_s = None
+        self._clock = (step, float(t))
+
     def progress(self) -> Progress:
-        """Steps done, total and ETA from the rate of the last ~50 recorded steps."""
+        """Steps done, total and ETA: steps left times the exponential average of the step time
+        (``step_s``, the ETA's basis). A run that is not running has no ETA."""
         eta = None
-        steps, times = self.steps["step"], self.steps["time"]
-        if self.total_steps and len(steps) >= 2:
-            k = max(len(steps) - 50, 0)
-            dt, ds = times[-1] - times[k], steps[-1] - steps[k]
-            if dt > 0 and ds > 0:  # a resume restarts the trainer's clock: dt <= 0, no estimate
-                eta = max(self.total_steps - steps[-1], 0) * dt / ds
-        if self.run is not None and self.run.status == "completed":
-            eta = 0.0
-        return Progress(self.last_step, self.total_steps, eta)
+        running = self.run is not None and self.run.status == "running"
+        if running and self.total_steps and self.step_s is not None and self.last_step:
+            eta = max(self.total_steps - self.last_step, 0) * self.step_s
+        return Progress(self.last_step, self.total_steps, eta, self.step_s if running else None)
