@@ -5,11 +5,14 @@ import streamlit as st
 from lab.figures.runs import METRICS, overlay_figure
 from lab.runs import jobs
 from lab.runs.live import LiveRun
-from lab.runs.store import RESUMABLE, STATUSES, Store
+from lab.runs.store import STATUSES, Store
+from lab.views import actions
 from lab.views import runs as runs_view
+from lab.views.tables import cells
 
 st.set_page_config(page_title="Runs · revlab", layout="wide")
 st.title("Runs")
+actions.begin()  # the message of the last action, and the selection it left
 jobs.reconcile()  # cheap: dead runs show as stale, queued ones start
 
 with Store() as store:
@@ -36,14 +39,19 @@ if exps:  # the Experiments page links here with ?experiment=ID
                            format_func=lambda e: "any" if e is None else f"{exps[e]} · {e}")
 runs = runs_view.filter_runs(all_runs, text=text, statuses=statuses, kinds=kind_sel,
                              experiment=exp_sel)
-st.dataframe(runs_view.table_rows(runs), hide_index=True, width="stretch", key="runs_table")
+st.dataframe(cells(runs_view.table_rows(runs)), hide_index=True, width="stretch",
+             key="runs_table")
 st.caption(f"{len(runs)} of {len(all_runs)} runs; click a column header to sort.")
 
 by_id = {r.id: r for r in runs}
+# the selection lives in the URL (?run=a&run=b): a reload or a shared link shows the same runs
 wanted = [r for r in st.query_params.get_all("run") if r in by_id]
+st.session_state["selected"] = [r for r in st.session_state.get("selected", wanted) if r in by_id]
 selected = st.multiselect(
-    "Select runs to compare", list(by_id), default=wanted, key="selected",
+    "Select runs to compare", list(by_id), key="selected",
     format_func=lambda i: f"{i} · {by_id[i].name or by_id[i].model} · {by_id[i].status}")
+if selected != st.query_params.get_all("run"):
+    st.query_params["run"] = selected
 if not selected:
     st.stop()
 
@@ -79,10 +87,11 @@ shown = [r for r in rows if r["key"] in differ] if only_diff else rows
 if shown:
     import pandas as pd
 
-    frame = pd.DataFrame(shown).set_index("key")
+    frame = pd.DataFrame(shown)
     st.dataframe(frame.style.apply(
-        lambda row: ["background-color: #fff3b0" if row.name in differ else ""] * len(row),
-        axis=1), width="stretch", key="config_diff")
+        lambda row: ["background-color: #fff3b0" if row["key"] in differ else ""] * len(row),
+        axis=1), width="stretch", hide_index=True, key="config_diff",
+        column_config={"key": st.column_config.TextColumn("key", width="large", pinned=True)})
 else:
     st.caption("The selected runs have the same configuration.")
 
@@ -111,17 +120,15 @@ for run_id in selected:
         else:
             a2.page_link("pages/1_Train.py", label="Watch on Train", query_params={"run": run_id})
         try:
-            if run.status in RESUMABLE and a3.button("Resume", key=f"resume-{run_id}"):
-                jobs.resume(run_id)
-                st.rerun()
-            if run.status in ("queued", "running") and a3.button("Cancel", key=f"cancel-{run_id}"):
-                jobs.cancel(run_id, wait=False)
-                st.rerun()
-            sure = a4.checkbox("Yes, delete it", key=f"sure-{run_id}",
-                               help="deletes the run, its metrics and its folder (checkpoints)")
-            if a4.button("Delete", key=f"delete-{run_id}", disabled=not sure):
-                jobs.delete(run_id, force=run.status in ("queued", "running"))
-                st.session_state.pop("selected", None)
-                st.rerun()
+            if run.status in actions.ACTIVE:
+                if a3.button("Cancel", key=f"cancel-{run_id}"):
+                    actions.end(actions.cancel([run_id]))
+            else:
+                if actions.resumable(run.status) and a3.button("Resume", key=f"resume-{run_id}"):
+                    actions.end(actions.resume(run_id))
+                sure = a4.checkbox("Yes, delete it", key=f"sure-{run_id}",
+                                   help="deletes the run, its metrics and its folder")
+                if a4.button("Delete", key=f"delete-{run_id}", disabled=not sure):
+                    actions.end(actions.delete(run_id))
         except (jobs.JobError, LookupError, ValueError) as e:
             st.error(f"{e}")

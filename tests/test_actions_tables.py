@@ -50,7 +50,7 @@ def test_resume_queues_the_run_and_shows_it(store, monkeypatch):
     store.transition(rid, "running")
     store.finish(rid, "cancelled")
     out = actions.resume(rid, store=store)
-    assert store.require_run(rid).status == "queued" and out.show == {"run": rid}
+    assert store.require_run(rid).status == "queued" and out.gone == ()
     assert "queued" in out.message
 
 

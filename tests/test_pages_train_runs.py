@@ -159,9 +159,9 @@ def test_selected_runs_overlay_diff_and_failed_reason(lab_home):
     at.multiselect(key="selected").set_value([ids["done"], ids["broken"]]).run()
     assert not at.exception
     every = at.dataframe[1].value
-    assert {"memory", "seed", "model", "epochs"} <= set(every.index)
+    assert {"memory", "seed", "model", "epochs"} <= set(every["key"])
     at.checkbox(key="only_diff").check().run()
-    assert set(at.dataframe[1].value.index) == {"memory", "seed"}
+    assert set(at.dataframe[1].value["key"]) == {"memory", "seed"}
     labels = {b.label for b in at.get("download_button")} if at.get("download_button") else set()
     assert at.get("plotly_chart") and len(at.get("download_button")) == 3, labels
 
@@ -182,3 +182,32 @@ def test_resume_and_delete_with_confirmation(lab_home, no_spawn):
     with Store(lab_home) as st:
         assert st.get_run(done) is None
     assert not (lab_home / "runs" / done).exists()
+
+
+def test_delete_says_so_drops_the_chip_and_keeps_the_rest_of_the_selection(lab_home):
+    ids = seed_runs(lab_home)
+    done, broken = ids["done"], ids["broken"]
+    at = runs_page(run=[done, broken])
+    assert at.multiselect(key="selected").value == [done, broken]
+    at.checkbox(key=f"sure-{broken}").check().run()
+    at.button(key=f"delete-{broken}").click().run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="selected").value == [done]  # the chip is gone, the rest stays
+    assert at.query_params["run"] in ([done], done)
+    assert any(f"Deleted run {broken}" in t.value for t in at.toast)
+    assert any(h.value == "Curves" for h in at.header)  # everything below is still drawn
+    assert broken not in set(at.dataframe[0].value["run"])
+
+
+def _empty_marks(frame) -> list:
+    return [(c, v) for c in frame.columns for v in frame[c]
+            if v is None or (isinstance(v, float) and v != v) or str(v) in ("None", "nan")]
+
+
+def test_runs_tables_have_no_none_or_nan_cells(lab_home):
+    ids = seed_runs(lab_home)  # a failed run without accuracies, a sweep without a dataset
+    at = runs_page(run=[ids["done"], ids["broken"]])
+    at.multiselect(key="kinds").set_value(["depth-sweep", "train"]).run()
+    assert len(at.dataframe) >= 2
+    for table in at.dataframe:
+        assert not _empty_marks(table.value), _empty_marks(table.value)

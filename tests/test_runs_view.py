@@ -90,3 +90,15 @@ def test_figure_download_loads_plotly_from_the_app_and_stays_small(store, tmp_pa
     ("http://host:9/lab/Runs", "/lab/", "http://host:9/lab/app/static/")])
 def test_static_url(url, base, expected):
     assert runs_view.static_url(url, base) == expected
+
+
+def test_config_diff_treats_every_empty_value_as_the_same(store):
+    a = store.create_run({"model": "hamiltonian", "model_kwargs": {}, "lr": None})
+    b = store.create_run({"model": "hamiltonian", "dataset_options": {}})
+    c = store.create_run({"model": "hamiltonian", "model_kwargs": {"h": 0.5}})
+    rows, differ = runs_view.config_diff([store.get_run(a), store.get_run(b)])
+    assert differ == [] and {r["key"] for r in rows} == {"model"}
+    rows, differ = runs_view.config_diff([store.get_run(a), store.get_run(c)])
+    assert differ == ["model_kwargs.h"]
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["model_kwargs.h"][a] == "—" and by_key["model_kwargs.h"][c] == "0.5"

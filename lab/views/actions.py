@@ -72,7 +72,7 @@ def resume(run_id: str, *, store: Store | None = None) -> Outcome:
         jobs.resume(run_id, store=st)
         label, status = _label(st, run_id), st.require_run(run_id).status
     return Outcome(f"Resumed run {label}: {status}, from its last checkpoint.",
-                   icon=":material/play_circle:", show={"run": run_id})
+                   icon=":material/play_circle:")
 
 
 def launched(run_ids: Sequence[str], what: str = "run", param: str = "run") -> Outcome:

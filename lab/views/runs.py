@@ -78,26 +78,42 @@ def filter_runs(runs: Sequence[Run], *, text: str = "", statuses: Iterable[str] 
     return out
 
 
+EMPTY = "—"  # a key a run does not set, or sets to nothing (None, {}, [], "")
+
+
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict) and v:
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
-            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, (list, dict)) and v else v
     return out
+
+
+def _shown(value: Any) -> str:
+    """A config value as the diff shows and compares it: every empty value is the same "—"."""
+    if isinstance(value, (dict, list)) and not value or value in (None, "", "{}", "[]"):
+        return EMPTY
+    return str(value)
 
 
 def config_diff(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[str]]:
     """Configurations side by side: rows ``{"key": k, <run id>: value, ...}`` for every key of any
-    run (nested keys dotted, e.g. ``model_kwargs.blocks``), and the keys whose values differ."""
+    run (nested keys dotted, e.g. ``model_kwargs.blocks``), and the keys whose values differ.
+
+    A key a run does not have and a key set to nothing (``{}``, ``[]``, None, "") both read
+    "—" and count as equal; a key that no run sets to anything is left out.
+    """
     flat = [_flatten(r.config if isinstance(r.config, dict) else {}) for r in runs]
     keys = sorted({k for f in flat for k in f})
     rows, differ = [], []
     for k in keys:
-        values = [f.get(k, "—") for f in flat]
-        rows.append({"key": k, **{r.id: str(v) for r, v in zip(runs, values)}})
-        if len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1:
+        values = [_shown(f.get(k)) for f in flat]
+        if all(v == EMPTY for v in values):
+            continue
+        rows.append({"key": k, **{r.id: v for r, v in zip(runs, values)}})
+        if len(set(values)) > 1:
             differ.append(k)
     return rows, differ
 
