@@ -57,6 +57,21 @@ def form() -> None:
         names = core.data.list_datasets()
         v["dataset"] = st.selectbox("Dataset", names, index=names.index(d["dataset"]),
                                     key="dataset")
+        if v["dataset"] == "imagefolder":
+            v["data_root"] = st.text_input(
+                "Image folder", key="data_root", placeholder="/path/to/images",
+                help="a folder with one sub-folder of images per class (or train/ and test/ "
+                     "folders laid out that way)")
+        elif v["dataset"] in train_form.DOWNLOADABLE:
+            v["download"] = st.checkbox(
+                "Download if missing", key="download",
+                help=f"torchvision fetches the files and checks their md5, into "
+                     f"{train_form.data_folder(v['dataset'])} (set LAB_DATA to choose)")
+        data_problem = train_form.dataset_problem(
+            {"dataset": v["dataset"], "data_root": v.get("data_root")},
+            download=bool(v.get("download")))
+        if data_problem:
+            st.error(data_problem, icon=":material/folder_off:")
         v["fraction"] = st.slider("Training fraction", 0.05, 1.0, d["fraction"], 0.05,
                                   key="fraction")
         v["epochs"] = st.number_input("Epochs", 1, 10_000, d["epochs"], key="epochs")
@@ -90,13 +105,20 @@ def form() -> None:
     if p.note:
         st.caption(p.note)
     b1, b2, _ = st.columns([1, 2, 3])
-    launch = b1.button("Launch", type="primary", key="launch")
+    launch = b1.button("Launch", type="primary", key="launch", disabled=bool(data_problem),
+                       help=data_problem and "the dataset is missing: see the message under "
+                                             "Dataset")
     compare = b2.button("Compare memory modes", key="compare",
                         help="the same configuration twice, standard and reversible, overlaid",
-                        disabled="reversible" not in train_form.memory_modes(config["model"]))
+                        disabled=bool(data_problem)
+                        or "reversible" not in train_form.memory_modes(config["model"]))
     if launch or compare:
         try:
-            ids = train_form.launch(config, nproc=int(v["nproc"]), compare=compare)
+            with st.spinner("Fetching the dataset's missing files (torchvision checks every "
+                            "file's md5; this can take minutes) ..." if v.get("download")
+                            else "Launching ..."):
+                ids = train_form.launch(config, nproc=int(v["nproc"]), compare=compare,
+                                        download=bool(v.get("download")))
         except (ValueError, TypeError, jobs.JobError) as e:
             st.error(f"Could not launch: {e}")
             return

@@ -23,17 +23,46 @@ from core.data.base import (
     make_transform,
     stratified_pick,
 )
-from core.data.folder import load_imagefolder
+from core.data.folder import check_layout, load_imagefolder
 from core.data.shapes import SHAPE_CLASSES, load_shapes
-from core.data.torchvision_sets import load_cifar, load_stl10
+from core.data.torchvision_sets import ensure_files, load_cifar, load_stl10
 
-__all__ = ["SHAPE_CLASSES", "DatasetBundle", "DatasetNotFoundError", "list_datasets",
-           "load_dataset"]
+__all__ = ["SHAPE_CLASSES", "DatasetBundle", "DatasetNotFoundError", "check_files",
+           "default_root", "list_datasets", "load_dataset"]
 
 
 def list_datasets() -> list[str]:
     """Names accepted by `load_dataset`."""
     return list(_LOADERS)
+
+
+def default_root() -> str:
+    """Where the downloadable sets live unless root= says otherwise: $LAB_DATA, else ./data."""
+    return os.environ.get("LAB_DATA") or "./data"
+
+
+def check_files(name: str, root: str | os.PathLike | None = None, download: bool = False, *,
+                how: str | None = None) -> None:
+    """Make sure `load_dataset(name, root)` will find its files, without loading them.
+
+    digits and shapes need none. cifar10, cifar100 and stl10 need their files under ``root``
+    (default `default_root()`); with ``download`` torchvision fetches the missing ones and
+    verifies their md5 (this can take minutes). imagefolder needs ``root``, a folder with at
+    least 2 class sub-folders holding images (or train/ and test/ laid out that way).
+
+    Args:
+        how: the way the caller offers to download (e.g. "`--download`"), named in the message.
+
+    Raises:
+        DatasetNotFoundError: files or folders missing; says which, where, and how to get them.
+        ValueError: unknown name; imagefolder without root.
+    """
+    if name not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(_LOADERS)}")
+    if name == "imagefolder":
+        check_layout(root)
+    elif name in ("cifar10", "cifar100", "stl10"):
+        ensure_files(name, root if root is not None else default_root(), download, how)
 
 
 def load_dataset(
@@ -80,7 +109,7 @@ def load_dataset(
         raise ValueError(f"fraction must be a number with 0 < fraction <= 1, got {fraction!r}")
     seed = check_int("seed", seed, 0)
     if root is None and name != "imagefolder":
-        root = os.environ.get("LAB_DATA") or "./data"
+        root = default_root()
     src = loader(root=root, download=download, **options)
 
     keep = stratified_pick(src.train_targets, fraction, np.random.default_rng(seed))

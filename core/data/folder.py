@@ -94,6 +94,33 @@ def _scan_folder(folder: Path, image_size: int) -> _ImageFolder:
     return ds
 
 
+def check_layout(root: str | os.PathLike | None) -> None:
+    """Cheap check that ``root`` is an image folder (decodes nothing): it exists and has at least
+    2 class sub-folders holding files with an image extension, directly or under train/ and
+    test/; DatasetNotFoundError (ValueError for no root) saying what to fix otherwise."""
+    if root is None:
+        raise ValueError("imagefolder needs a data root (root=, or --data-root): the folder "
+                         "holding one sub-folder per class")
+    root = Path(root)
+    layout = (f"expected {root}/<class name>/<image>.png|.jpg|... with one sub-folder per class "
+              "(or train/ and test/ folders, each laid out that way)")
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"image folder {root} does not exist; {layout}")
+    split = (root / "train").is_dir() and (root / "test").is_dir()
+    for folder in ((root / "train", root / "test") if split else (root,)):
+        classes = sorted(e.path for e in os.scandir(folder)
+                         if e.is_dir() and not e.name.startswith("."))
+        if len(classes) < 2:
+            raise DatasetNotFoundError(f"{folder} has {len(classes)} class sub-folder(s); a "
+                                       f"classifier needs at least 2; {layout}")
+        empty = [c for c in classes if not any(
+            f.is_file() and f.name.lower().endswith(ACCEPTED_EXTENSIONS)
+            and not f.name.startswith(".") for f in os.scandir(c))]
+        if empty:
+            raise DatasetNotFoundError(f"no image files in class folder(s) {', '.join(empty)}; "
+                                       f"{layout}")
+
+
 def load_imagefolder(root, download, image_size=32, test_fraction=0.2) -> Source:
     if root is None:
         raise ValueError("imagefolder needs root= the folder holding one sub-folder per class")

@@ -54,14 +54,19 @@ _STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "mon
 
 
 def _files_needed(official: type, needed: Sequence[str], root: Path, download: bool,
-                  title: str) -> Path:
-    """Makes sure `needed` files are in root/base_folder, downloading (md5-checked) if asked."""
+                  title: str, how: str | None = None) -> Path:
+    """Makes sure `needed` files are in root/base_folder, downloading (md5-checked) if asked.
+
+    `how` names the way to ask for the download where the caller offers one (a CLI flag, a
+    form's checkbox); default: ``load_dataset(..., download=True)``.
+    """
     folder = root / official.base_folder
     missing = [f for f in needed if not (folder / f).is_file()]
     how = (
-        f"Get them with load_dataset(..., download=True) where the network allows it, or "
-        f"download {official.url} elsewhere and extract it into {root} "
-        f"(root= or $LAB_DATA choose the data folder)."
+        f"Get them with {how or 'load_dataset(..., download=True)'} where the network allows "
+        f"it (torchvision downloads and md5-verifies them), or download {official.url} "
+        f"elsewhere and extract it into {root} (root= or --data-root, else $LAB_DATA, choose "
+        f"the data folder)."
     )
     expected = f"{title} expects the folder {folder} with the files {', '.join(needed)}"
     if download:
@@ -160,6 +165,23 @@ def _bad_cifar_file(folder: Path, files: Sequence[str], meta: dict, k: int) -> s
     return None
 
 
+def ensure_files(name: str, root: str | Path, download: bool, how: str | None = None) -> Path:
+    """The folder of ``name``'s (cifar10, cifar100, stl10) files under ``root``, downloading
+    them (md5-verified) when ``download``; DatasetNotFoundError naming what is missing and how
+    to get it otherwise. Reads no file: `load_*` below check their contents."""
+    if name == "stl10":
+        return _files_needed(tvd.STL10, _STL10_FILES, Path(root), download, "STL-10", how)
+    cls, official = {"cifar10": (_CIFAR10, tvd.CIFAR10), "cifar100": (_CIFAR100, tvd.CIFAR100)}[
+        name]
+    files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    title = "CIFAR-10" if name == "cifar10" else "CIFAR-100"
+    return _files_needed(official, files, Path(root), download, title, how)
+
+
+_STL10_PAIRS = (("train_X.bin", "train_y.bin"), ("test_X.bin", "test_y.bin"))
+_STL10_FILES = [f for pair in _STL10_PAIRS for f in pair]
+
+
 def load_cifar(root, download, *, which: str) -> Source:
     cls, official, mean, std, k = {
         "cifar10": (_CIFAR10, tvd.CIFAR10, _CIFAR10_MEAN, _CIFAR10_STD, 10),
@@ -190,9 +212,8 @@ def load_cifar(root, download, *, which: str) -> Source:
 
 def load_stl10(root, download) -> Source:
     cls = _STL10
-    pairs = (("train_X.bin", "train_y.bin"), ("test_X.bin", "test_y.bin"))
-    folder = _files_needed(tvd.STL10, [f for p in pairs for f in p], Path(root), download,
-                           "STL-10")
+    pairs = _STL10_PAIRS
+    folder = ensure_files("stl10", root, download)
     pixels = 3 * 96 * 96
     for images, labels in pairs:
         n_images, extra = divmod((folder / images).stat().st_size, pixels)

@@ -37,6 +37,8 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+# how the command line asks for a download (named in the message of a refused launch)
+DOWNLOAD_HOW = "`--download`"
 _CONFIG_FLAGS = ("model", "dataset", "epochs", "batch_size", "memory", "fraction", "lr", "seed",
                  "device", "optimizer", "data_root", "steps", "levels", "memory_mib")
 _MODEL_FLAGS = ("blocks", "widths", "h")
@@ -97,6 +99,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     with Store() as store:
         ddp = args.nproc is not None and args.nproc != 1  # DDP under torchrun, via the queue
         try:
+            if args.download:
+                print("checking the dataset's files (downloading what is missing) ...",
+                      file=sys.stderr)
+            # refused here (exit 2, nothing recorded) when the data is missing
+            jobs.check_dataset(jobs.validate_config(config), download=args.download,
+                               how=DOWNLOAD_HOW)
             if ddp:
                 run_id = jobs.launch(config, nproc=args.nproc, name=args.name, store=store)
             elif args.detach:
@@ -321,7 +329,11 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--blocks", type=_int_list, help="blocks per stage, e.g. 2,2,2")
     p.add_argument("--widths", type=_int_list, help="stem and stage widths, e.g. 16,16,32,64")
     p.add_argument("--h", type=float, help="step size of the ODE-inspired blocks")
-    p.add_argument("--data-root", help="folder holding dataset files")
+    p.add_argument("--data-root", help="folder holding dataset files (default $LAB_DATA, else "
+                   "./data); for imagefolder, the folder with one sub-folder per class")
+    p.add_argument("--download", action="store_true",
+                   help="cifar10/cifar100/stl10: fetch missing files with torchvision (md5-"
+                   "verified) into the data folder before the run starts")
     p.add_argument("--name", help="a label for the run")
     p.add_argument("--resume", metavar="RUN", help="continue a failed/interrupted/stale/"
                    "cancelled run from its last checkpoint")

@@ -51,6 +51,8 @@ def _add_grid_flags(q: argparse.ArgumentParser, preset: str | None) -> None:
                    "parameters)")
     q.add_argument("--dataset", help="dataset of every run (default: "
                    + (grid_preset_dataset(preset) if preset else "digits") + ")")
+    q.add_argument("--download", action="store_true", help="cifar10/cifar100/stl10: fetch "
+                   "missing files (torchvision, md5-verified) into $LAB_DATA before queueing")
     q.add_argument("--seeds", type=int, help="seeds per cell, 0..N-1 (default "
                    + (str(grid_preset_field(preset, "seeds")) if preset else "3") + ")")
     q.add_argument("--steps", type=int, help="optimizer steps of every run, whatever the data "
@@ -150,7 +152,8 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # inherited by the workers
     with Store() as store:
         try:
-            exp_id = grid.launch(spec, name=args.name, store=store)
+            exp_id = grid.launch(spec, name=args.name, store=store, download=args.download,
+                                 how="`--download`")
         except ValueError as e:
             args.parser.error(str(e))
         exp = store.require_experiment(exp_id)
@@ -285,7 +288,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     config = rp.recipe_config(args.model, args.dataset, memory=args.memory,
                               data_root=args.data_root, seed=args.seed)
     try:
-        rp.check_dataset(args.dataset, args.data_root)
+        rp.check_dataset(args.dataset, args.data_root, download=args.download)
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -360,6 +363,8 @@ def add_experiment_command(sub: Any) -> None:
     q.add_argument("--memory", default="reversible",
                    choices=("standard", "checkpoint", "reversible"))
     q.add_argument("--data-root", help="folder holding the dataset files")
+    q.add_argument("--download", action="store_true", help="fetch missing files (torchvision, "
+                   "md5-verified) into --data-root or $LAB_DATA first")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device", default="cpu", help="for --estimate: cpu or cuda")
     q.add_argument("--detach", action="store_true", help="run as a background job")

@@ -330,14 +330,34 @@ def default_name(spec: GridSpec) -> str:
     return f"{spec.preset or 'grid'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def launch(spec: GridSpec, *, name: str | None = None, store: Any = None) -> str:
-    """Validate, record the experiment, queue its runs (seed-major); returns the experiment id.
+def check_data(spec: GridSpec, *, download: bool = False,
+               how: str = "grid.launch(..., download=True)") -> None:
+    """Every dataset the grid's runs read is there (downloaded now when ``download``), checked
+    once per dataset and data folder; core.data.DatasetNotFoundError otherwise."""
+    from lab.runs import jobs
 
-    A bad axis value raises ValueError before anything is written.
+    seen = set()
+    for axes in spec.cell_axes():
+        config = spec.config(axes, seed=0)
+        key = (config.get("dataset"), config.get("data_root"))
+        if key not in seen:
+            seen.add(key)
+            jobs.check_dataset(jobs.validate_config(config), download=download, how=how)
+
+
+def launch(spec: GridSpec, *, name: str | None = None, store: Any = None,
+           download: bool = False, how: str = "grid.launch(..., download=True)") -> str:
+    """Validate, check the data, record the experiment, queue its runs (seed-major); returns the
+    experiment id.
+
+    A bad axis value raises ValueError, missing data core.data.DatasetNotFoundError (``download``
+    fetches it first; ``how`` is the way the caller offers that, named in the message), before
+    anything is written.
     """
     from lab.runs.store import Store
 
     spec.validate()
+    check_data(spec, download=download, how=how)
     name = name or default_name(spec)
     own = store is None
     store = Store() if own else store

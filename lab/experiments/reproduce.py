@@ -36,10 +36,13 @@ def recipe_config(model: str, dataset: str, *, memory: str = "reversible",
     return config
 
 
-def check_dataset(dataset: str, data_root: str | None) -> None:
-    """Raise core.data.DatasetNotFoundError (its message says where to put the files)."""
-    from core.data import load_dataset
+def check_dataset(dataset: str, data_root: str | None, download: bool = False) -> None:
+    """Raise core.data.DatasetNotFoundError (its message says where to put the files, and that
+    `--download` fetches them); with ``download``, fetch missing files first. Then load it once,
+    which checks the files' contents."""
+    from core.data import check_files, load_dataset
 
+    check_files(dataset, root=data_root, download=download, how="`--download`")
     load_dataset(dataset, root=data_root, augment=False)
 
 

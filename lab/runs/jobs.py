@@ -205,12 +205,27 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return TrainConfig.from_dict(dict(config)).validate().to_dict()
 
 
+def check_dataset(config: Mapping[str, Any], *, download: bool = False,
+                  how: str = "jobs.launch(..., download=True)") -> None:
+    """Refuse a run whose data is not there: the validated config's dataset must have its files
+    (downloaded now, md5-verified, when ``download``), an image folder its class sub-folders.
+
+    Raises core.data.DatasetNotFoundError (a ValueError) saying what is missing where, with
+    ``how`` as the way to download (each interface names its own: a flag, a checkbox).
+    """
+    from core.data import check_files
+
+    check_files(config["dataset"], root=config.get("data_root"), download=download, how=how)
+
+
 def launch(config: Mapping[str, Any], *, nproc: int = 1, name: str | None = None,
            store: Store | None = None, worker: str = DEFAULT_WORKER,
-           validate: bool = True, experiment: str | None = None) -> str:
+           validate: bool = True, experiment: str | None = None, download: bool = False) -> str:
     """Queue a training run and start it if enough slots are free; returns its id.
 
     The config is validated first: a bad one raises ValueError/TypeError and nothing is written.
+    So is its dataset (`check_dataset`; ``download`` fetches missing files first): a missing one
+    raises core.data.DatasetNotFoundError and no run is created.
     `nproc` > 1 trains with DistributedDataParallel in that many processes under torchrun
     (`python -m WORKER --nproc N RUN_ID` supervises them; see lab.runs.worker); the global batch
     stays `batch_size`, split between them. It takes `nproc` of the queue's slots, and is
@@ -223,6 +238,8 @@ def launch(config: Mapping[str, Any], *, nproc: int = 1, name: str | None = None
         raise ValueError(f"worker {worker!r} is not a python module name like 'lab.runs.worker'")
     config = validate_config(config) if validate else dict(config)
     nproc = check_nproc(nproc, config)
+    if validate:
+        check_dataset(config, download=download)
     with _opened(store) as st:
         run_id = st.create_run(config, name=name, worker=worker, cwd=os.getcwd(), nproc=nproc,
                                experiment=experiment)
@@ -232,12 +249,14 @@ def launch(config: Mapping[str, Any], *, nproc: int = 1, name: str | None = None
 
 
 def start_foreground(config: Mapping[str, Any], *, name: str | None = None,
-                     store: Store | None = None) -> str:
+                     store: Store | None = None, download: bool = False) -> str:
     """Record a run that this very process trains now (the CLI's `train`); returns its id.
 
     It bypasses the queue (the user asked for it to run now) but holds a slot while it runs.
+    The config and its dataset are checked as in `launch`.
     """
     config = validate_config(config)
+    check_dataset(config, download=download)
     with _opened(store) as st:
         run_id = st.create_run(config, name=name, status="running", cwd=os.getcwd(),
                                pid=os.getpid(), pid_start=process_start(os.getpid()))

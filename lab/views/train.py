@@ -93,9 +93,39 @@ def config_from_form(v: dict[str, Any]) -> dict[str, Any]:
         config["lr"] = float(v["lr"])
     if v["memory"] == "budget":
         config["memory_mib"] = float(v["memory_mib"])
+    if str(v.get("data_root") or "").strip():
+        config["data_root"] = str(v["data_root"]).strip()
     if model_kwargs:  # the network must build: say which field is wrong before anything else
         core.model_config(model, **model_kwargs)
     return config
+
+
+# -- the data: present, to download, or refused -------------------------------------------------
+DOWNLOADABLE = ("cifar10", "cifar100", "stl10")  # torchvision fetches them (md5-verified)
+FORM_HOW = "the “Download if missing” box under Dataset"  # named in a refusal's message
+
+
+def data_folder(dataset: str, data_root: str | None = None) -> str:
+    """Where a run of ``dataset`` reads its files: the data root given, else $LAB_DATA, else
+    ./data (absolute, as this server resolves it)."""
+    import os
+
+    return os.path.abspath(data_root or core.data.default_root())
+
+
+def dataset_problem(config: dict[str, Any], *, download: bool = False) -> str | None:
+    """Why a run of ``config`` would be refused for its data now (shown at the Dataset field),
+    or None: files present, a download asked for, or no files needed. Reads no data."""
+    from lab.runs import jobs
+
+    if download and config.get("dataset") in DOWNLOADABLE:
+        return None  # fetched at launch
+    root = str(config.get("data_root") or "").strip() or None  # an empty field: not given
+    try:
+        jobs.check_dataset({**config, "data_root": root}, how=FORM_HOW)
+    except ValueError as e:  # DatasetNotFoundError is one
+        return str(e)
+    return None
 
 
 @dataclass
@@ -160,11 +190,15 @@ def preview(config: dict[str, Any]) -> Preview:
     return Preview(params, net.depth, shape, dict(memory), note)
 
 
-def launch(config: dict[str, Any], *, nproc: int = 1, compare: bool = False) -> list[str]:
+def launch(config: dict[str, Any], *, nproc: int = 1, compare: bool = False,
+           download: bool = False) -> list[str]:
     """Start the run (or, with ``compare``, the same config in standard and reversible memory)
-    through ``lab.runs.jobs.launch``; returns the run ids. Nothing is written for a bad config."""
+    through ``lab.runs.jobs.launch``; returns the run ids. Nothing is written for a bad config
+    or missing data (core.data.DatasetNotFoundError); ``download`` fetches missing files first
+    (torchvision, md5-verified; this call then takes minutes)."""
     from lab.runs import jobs
 
+    jobs.check_dataset(jobs.validate_config(config), download=download, how=FORM_HOW)
     if not compare:
         return [jobs.launch(config, nproc=nproc)]
     net = core.model_config(config["model"], **config.get("model_kwargs", {}))
