@@ -1,6 +1,6 @@
 """The browser helpers' own logic, without a browser: what counts as leaving 127.0.0.1."""
 
-from lab.bench.app_browser import Browser, free_port
+from lab.bench.app_browser import Browser
 
 
 def test_foreign_requests_are_those_leaving_loopback():
@@ -11,10 +11,3 @@ def test_foreign_requests_are_those_leaving_loopback():
         "https://127.0.0.1.evil.com/"])
     assert b.foreign() == ["https://fonts.googleapis.com/css", "http://localhost:8501/",
                            "http://10.0.0.2/", "https://127.0.0.1.evil.com/"]
-
-
-def test_free_port_is_bindable():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", free_port()))

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lab.runs.ports import free_port
 from lab.views.classify import NoRunsError, ServerError, ensure_server, read_state, stop_server
 
 pytest.importorskip("gradio_client")
@@ -31,12 +32,6 @@ TINY = {"device": "cpu", "epochs": 6, "memory": "standard", "seed": 0,
         "model_kwargs": {"blocks": [1, 1, 1], "widths": [8, 8, 16, 32]}}
 FUZZ_DEFAULT, FUZZ_FULL = 200, 1000
 MEMORY_GROWTH_LIMIT = 200 * 2**20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

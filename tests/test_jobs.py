@@ -109,7 +109,7 @@ def test_fifty_concurrent_launches_respect_the_limit(store, tmp_path, monkeypatc
     watcher = threading.Thread(target=monitor)
     watcher.start()
     # 20 launches from 4 other processes, 30 from threads here, all fired together
-    code = ("import json, sys\nfrom lab import jobs\n"
+    code = ("import json, sys\nfrom lab.runs import jobs\n"
             f"print(json.dumps([jobs.launch({config!r}, worker={FAKE!r}, validate=False) "
             "for _ in range(5)]))")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,

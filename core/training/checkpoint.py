@@ -75,6 +75,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def write_config(run_dir: str | os.PathLike, config: dict[str, Any]) -> Path:
+    """The run folder's ``config.json`` (a ``TrainConfig.to_dict()``), written atomically."""
+    path = Path(run_dir) / CONFIG
+    write_json(path, config)
+    return path
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 

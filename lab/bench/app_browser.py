@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from lab.runs.ports import free_port
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -35,12 +36,6 @@ REPO = Path(__file__).resolve().parents[2]
 LOCAL_HOSTS = {"127.0.0.1"}
 # schemes that never reach the network
 _LOCAL_SCHEMES = {"data", "blob", "about", "chrome", "chrome-extension", "devtools"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -290,14 +290,22 @@ def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int | N
     ``owners_file`` (see lab.runs.owners), it stops by itself once none of its owners has
     been alive for ``idle_exit`` seconds.
     """
+    from core.training.signals import stop_signals
+
+    def stop(name: str) -> None:  # SIGTERM (the page's stop, `kill`): shut down cleanly
+        raise KeyboardInterrupt
+
+    with stop_signals(stop, sigint=False):
+        return _serve(home, host, port, owners=owners, owners_file=owners_file,
+                      idle_exit=idle_exit)
+
+
+def _serve(home: str | Path | None, host: str, port: int | None, *, owners: list | None,
+           owners_file: str | Path | None, idle_exit: float) -> int:
     import shutil
     import signal
     import sys
 
-    def stop(signum, frame):  # SIGTERM (the page's stop, `kill`): shut down cleanly
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     if owners or owners_file:
         from lab.runs.owners import watch
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lab.runs.store import DEFAULT_WORKER, LOG_NAME, RESUMABLE, Run, Store
+from lab.runs.store import DEFAULT_WORKER, LOG_NAME, RESUMABLE, Run, RunNotFoundError, Store
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -91,6 +91,28 @@ def _signal(run: Run, sig: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def take(store: Store, run_id: str, *, record_pid: bool) -> tuple[Run, str | None]:
+    """Take a run that the queue moved to 'running' into this process (a worker, a supervisor).
+
+    Returns ``(run, None)`` to go on, or ``(run, status)`` when there is nothing to train: the run
+    was cancelled or deleted before this process got going. With ``record_pid`` this process is
+    recorded as the run's pid (the queue's launcher records it too; the values agree).
+    """
+    run = store.get_run(run_id)
+    if run is None:
+        raise RunNotFoundError(f"no run {run_id!r} in {store.db_path}")
+    if run.status != "running":
+        return run, run.status
+    if record_pid:
+        store.update(run_id, pid=os.getpid(), pid_start=process_start(os.getpid()),
+                     own_session=int(os.getpgid(0) == os.getpid()), heartbeat_at=time.time(),
+                     only_if_status="running")
+    if run.cancel_requested_at:
+        store.finish(run_id, "cancelled", reason="cancelled before training started")
+        return run, "cancelled"
+    return run, None
 
 
 def _wait_dead(run: Run, timeout: float) -> bool:

@@ -7,35 +7,34 @@ cancelled when the stop came from a cancel request. SIGTERM asks the trainer to 
 step with a checkpoint. Before exiting it runs the scheduler, so queued runs start.
 The CLI's foreground `train` calls `execute()` in its own process the same way.
 
-A run of N > 1 processes starts as `python -m lab.runs.worker --nproc N RUN_ID`: that process
-supervises torchrun (`torch.distributed.run`, run in-process, c10d rendezvous on loopback),
-which starts N copies of `python -m lab.runs.worker RUN_ID` as ranks. Rank 0 records the run as
-above; the other ranks train their shard and write nothing. The supervisor is the run's pid: a
-cancel's SIGTERM reaches it, torchrun forwards it to every rank (each its own process group), and
-they stop together with a checkpoint. When a rank dies (SIGKILL, out of memory) torchrun stops the
-others and the supervisor records the run `failed`, naming the lost rank. Ranks die with their
-supervisor (PR_SET_PDEATHSIG), so killing it never leaves orphans.
+A run of N > 1 processes starts as `python -m lab.runs.worker --nproc N RUN_ID`: that process is
+the torchrun supervisor (lab.runs.supervisor), which starts N copies of this module as ranks.
+Rank 0 records the run as above; the other ranks train their shard and write nothing.
 """
-
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
-import signal
-import socket
 import sqlite3
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from core.training.checkpoint import CONFIG, read_json
+from core.training.signals import stop_signals
 from lab.runs import jobs
 from lab.runs.store import _RUN_ID, LOG_NAME, MetricsWriter, RunNotFoundError, Store, lab_home
+from lab.runs.supervisor import (
+    RESUME_ENV,
+    SUPERVISOR_ENV,
+    die_with_supervisor,
+    rank_world,
+    supervise,
+)
 
 END_STATUSES = ("completed", "failed", "interrupted")  # what Trainer.fit may report
 
@@ -108,55 +107,9 @@ class _Heartbeat(threading.Thread):
                     store.heartbeat(self.run_id)
 
 
-@contextlib.contextmanager
-def _stop_signals(on_stop: Callable[[str], None], foreground: bool):
-    """Route SIGTERM (and in the foreground the first Ctrl-C) to a graceful stop."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    seen = []
-
-    def handler(signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if name == "SIGINT" and seen:
-            raise KeyboardInterrupt  # second Ctrl-C: stop now
-        seen.append(name)
-        on_stop(name)
-
-    sigs = [signal.SIGTERM] + ([signal.SIGINT] if foreground else [])
-    old = {s: signal.signal(s, handler) for s in sigs}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def _last_line(tb: str) -> str:
     lines = [ln for ln in tb.strip().splitlines() if ln.strip()]
     return lines[-1].strip() if lines else "unknown error"
-
-
-def _take(store: Store, run_id: str, *, record_pid: bool) -> tuple[Any, str | None]:
-    """Take a run that the queue moved to 'running' into this process.
-
-    Returns ``(run, None)`` to go on, or ``(run, status)`` when there is nothing to train: the run
-    was cancelled or deleted before this process got going. With ``record_pid`` this process is
-    recorded as the run's pid (the queue's launcher records it too; the values agree).
-    """
-    run = store.get_run(run_id)
-    if run is None:
-        raise RunNotFoundError(f"no run {run_id!r} in {store.db_path}")
-    if run.status != "running":
-        return run, run.status
-    if record_pid:
-        store.update(run_id, pid=os.getpid(), pid_start=jobs.process_start(os.getpid()),
-                     own_session=int(os.getpgid(0) == os.getpid()), heartbeat_at=time.time(),
-                     only_if_status="running")
-    if run.cancel_requested_at:
-        store.finish(run_id, "cancelled", reason="cancelled before training started")
-        return run, "cancelled"
-    return run, None
 
 
 def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = default_trainer,
@@ -168,7 +121,7 @@ def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = defa
     traceback of a failure is appended to the run's log file; in a background worker stderr
     already is that file.
     """
-    run, ended = _take(store, run_id, record_pid=not foreground and _rank_world()[1] == 1)
+    run, ended = jobs.take(store, run_id, record_pid=not foreground and rank_world()[1] == 1)
     if ended is not None:  # under torchrun the supervisor, not a rank, is the recorded pid
         return ended
     run_dir = store.run_dir(run_id)
@@ -190,7 +143,7 @@ def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = defa
     beat = _Heartbeat(store.home, run_id, heartbeat_every)
     beat.start()
     try:
-        with _stop_signals(on_stop, foreground):
+        with stop_signals(on_stop, sigint=foreground):
             try:
                 state["trainer"] = trainer_factory(run.config, run_dir, cbs)
                 if state["signal"]:  # stopped while the trainer was being built
@@ -241,45 +194,22 @@ def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = defa
     return status
 
 
-# -- multi-process runs (torchrun) -----------------------------------------------------------------
-SUPERVISOR_ENV = "LAB_DDP_SUPERVISOR"  # pid of the supervising process, set for every rank
-RUN_CONFIG = "config.json"  # in the run folder: what the ranks other than 0 train
-RESUME_ENV = "LAB_DDP_RESUME"  # "1" when the ranks continue the run folder's checkpoint
-SHUTDOWN_TIMEOUT = 15  # s torchrun waits for ranks to stop after SIGTERM before SIGKILL
-
-
-def _rank_world() -> tuple[int, int]:
-    """(RANK, WORLD_SIZE) as torchrun set them; (0, 1) in a plain process."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _die_with_supervisor() -> None:
-    """Ask Linux to SIGKILL this rank when its parent (the supervisor) dies, whatever kills it."""
-    supervisor = os.environ.get(SUPERVISOR_ENV)
-    if not supervisor or not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != int(supervisor):  # it died before prctl took effect
-        os._exit(1)
-
-
+# -- ranks of a multi-process run (torchrun) -------------------------------------------------------
 def execute_rank(run_id: str, *, trainer_factory: TrainerFactory = default_trainer) -> int:
     """A rank other than 0: train its shard with no callbacks, writing nothing; exit status.
 
     It reads the config from the run folder's config.json (the supervisor writes it before
     torchrun starts), so it never opens lab.db (another node may not even have it).
     """
-    rank = _rank_world()[0]
+    rank = rank_world()[0]
     if not _RUN_ID.match(run_id):
         print(f"[lab.runs.worker rank {rank}] invalid run id {run_id!r}", file=sys.stderr)
         return 2
     run_dir = lab_home() / "runs" / run_id
     try:
-        config = json.loads((run_dir / RUN_CONFIG).read_text())
+        config = read_json(run_dir / CONFIG)
     except (OSError, ValueError) as e:
-        print(f"[lab.runs.worker rank {rank}] cannot read the run's config {run_dir / RUN_CONFIG}: "
+        print(f"[lab.runs.worker rank {rank}] cannot read the run's config {run_dir / CONFIG}: "
               f"{e}; is LAB_HOME the same folder as on node 0?", file=sys.stderr)
         return 2
     resume = os.environ.get(RESUME_ENV, "1") == "1"
@@ -288,103 +218,6 @@ def execute_rank(run_id: str, *, trainer_factory: TrainerFactory = default_train
     print(f"[lab.runs.worker rank {rank}] {result.status}: {result.reason}", file=sys.stderr,
           flush=True)
     return 0 if result.status in END_STATUSES else 1
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def torchrun_args(run_id: str, nproc: int, worker: str) -> list[str]:
-    """torchrun's command line for the run's ranks: one node, c10d rendezvous on loopback.
-
-    $LAB_NNODES and $LAB_RDZV_ENDPOINT (host:port of node 0) make it one node of several; the
-    other nodes run the same `python -m torch.distributed.run ... -m lab.runs.worker RUN_ID`.
-    """
-    nnodes = os.environ.get("LAB_NNODES", "1")
-    endpoint = os.environ.get("LAB_RDZV_ENDPOINT") or f"127.0.0.1:{_free_port()}"
-    return ["--nnodes", nnodes, "--nproc-per-node", str(nproc), "--rdzv-backend", "c10d",
-            "--rdzv-endpoint", endpoint, "--rdzv-id", run_id, "--max-restarts", "0",
-            "--monitor-interval", "0.1", "--shutdown-timeout", str(SHUTDOWN_TIMEOUT),
-            "--module", worker, run_id]
-
-
-def _failure_reason(failures: Mapping[int, Any], first: int, ckpt: str | None) -> str:
-    """One sentence naming the rank that was lost first (and how), for the run's reason."""
-    f = failures[first]
-    how = (f"was killed by {f.signal_name()}" if f.exitcode < 0
-           else f"exited with status {f.exitcode}")
-    others = sorted(r for r in failures if r != first)
-    also = (f" (rank{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} failed "
-            "too)" if others else "")
-    where = f"last checkpoint {ckpt}" if ckpt else "no checkpoint yet"
-    return (f"lost rank {first} (local rank {f.local_rank}, pid {f.pid}): it {how}{also}; "
-            f"torchrun stopped the other ranks; resume continues from the {where}")
-
-
-def supervise(store: Store, run_id: str, nproc: int) -> str:
-    """Run the ranks of `run_id` under torchrun in this process; returns the final status."""
-    run, ended = _take(store, run_id, record_pid=True)
-    if ended is not None:
-        return ended
-    from torch.distributed import run as torchrun
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
-    run_dir = store.run_dir(run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{RUN_CONFIG}.tmp"  # the other ranks read it; the trainer rewrites it
-    tmp.write_text(json.dumps(run.config, indent=2, sort_keys=True))
-    os.replace(tmp, run_dir / RUN_CONFIG)
-    os.environ[SUPERVISOR_ENV] = str(os.getpid())
-    os.environ[RESUME_ENV] = "1" if run.attempts > 1 else "0"
-    if not os.environ.get("LAB_RDZV_ENDPOINT"):  # one node: gloo stays on loopback
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    args = torchrun_args(run_id, nproc, run.worker)
-    print(f"[lab.runs.worker] run {run_id}: torchrun {' '.join(args)}", file=sys.stderr, flush=True)
-    status, reason, error, stopped = None, None, None, None
-    try:
-        with _supervisor_signals():
-            torchrun.run(torchrun.parse_args(args))
-    except ChildFailedError as e:
-        first, failure = e.get_first_failure()
-        latest = store.get_run(run_id)
-        status = "failed"
-        if not (first == 0 and failure.exitcode > 0):  # else rank 0 failed and said why
-            reason = _failure_reason(e.failures, first, latest.checkpoint if latest else None)
-            error = f"rank {first} lost: " + (failure.signal_name() if failure.exitcode < 0
-                                              else f"exit status {failure.exitcode}")
-    except _Stopped as e:  # SIGTERM/SIGINT: torchrun forwarded it and waited for the ranks
-        stopped = e.args[0]
-    latest = store.get_run(run_id)
-    if latest is None:
-        return "deleted"
-    if latest.status == "running":  # rank 0 failed (it leaves that to us), was lost, or hung
-        if stopped:
-            status = "cancelled" if latest.cancel_requested_at else "interrupted"
-            reason = f"stopped by {stopped} before rank 0 recorded a result"
-        elif status is None:
-            status, reason = "failed", "the ranks ended without rank 0 recording a result"
-        elif reason is None:  # rank 0's own exception, which it noted in reason/error
-            reason = latest.reason or "rank 0 failed; see the run's log"
-            error = latest.error
-        store.finish(run_id, status, reason=reason, error=error)
-    return store.require_run(run_id).status
-
-
-class _Stopped(Exception):
-    """The supervisor got SIGTERM/SIGINT (torchrun has stopped the ranks by then)."""
-
-
-@contextlib.contextmanager
-def _supervisor_signals():
-    """Turn torchrun's SignalException (raised after it stopped the ranks) into _Stopped."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-
-    try:
-        yield
-    except SignalException as e:
-        raise _Stopped(signal.Signals(e.sigval).name) from None
 
 
 def main(argv: list[str] | None = None, *,
@@ -397,9 +230,9 @@ def main(argv: list[str] | None = None, *,
     if len(argv) != 1:
         print("usage: python -m lab.runs.worker [--nproc N] RUN_ID", file=sys.stderr)
         return 2
-    rank, world = _rank_world()
+    rank, world = rank_world()
     if world > 1:  # a rank under torchrun
-        _die_with_supervisor()
+        die_with_supervisor()
         if rank != 0:
             return execute_rank(argv[0], trainer_factory=trainer_factory)
     with Store() as store:

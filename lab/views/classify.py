@@ -17,7 +17,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.runs import owners
+from lab.runs.ports import port_free
 from lab.runs.store import Store, lab_home
 
 STATE_NAME = "classify_server.json"
@@ -94,16 +94,6 @@ def answers(url: str, timeout: float = 2.0) -> bool:
             return r.status == 200
     except (OSError, urllib.error.URLError, ValueError):
         return False
-
-
-def port_free(host: str, port: int) -> bool:
-    """Whether `port` on `host` can be bound now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def running_server(home: str | Path | None = None) -> ServerInfo | None:

@@ -17,12 +17,12 @@ from lab.bench.app_browser import (
     browser,
     chromium_available,
     curve_points,
-    free_port,
     serve,
     wait_curve,
     wait_idle,
 )
 from lab.runs import jobs
+from lab.runs.ports import free_port
 from lab.runs.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

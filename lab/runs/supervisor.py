@@ -1,0 +1,124 @@
+"""The torchrun supervisor of a run of N > 1 processes, `python -m lab.runs.worker --nproc N RUN`.
+
+It runs torchrun (`torch.distributed.run`, in-process, c10d rendezvous on loopback), which starts
+N copies of `python -m lab.runs.worker RUN_ID` as ranks. Rank 0 records the run as a single
+process would; the other ranks train their shard and write nothing. The supervisor is the run's
+pid: a cancel's SIGTERM reaches it, torchrun forwards it to every rank (each its own process
+group), and they stop together with a checkpoint. torchrun owns this process's signal handlers
+while it runs and raises SignalException once the ranks are down; the supervisor turns that into
+the run's status. When a rank dies (SIGKILL, out of memory) torchrun stops the others and the
+supervisor records the run `failed`, naming the lost rank. Ranks die with their supervisor
+(PR_SET_PDEATHSIG), so killing it never leaves orphans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from lab.runs import jobs
+from lab.runs.ports import free_port
+from lab.runs.store import Store
+
+SUPERVISOR_ENV = "LAB_DDP_SUPERVISOR"  # pid of the supervising process, set for every rank
+RESUME_ENV = "LAB_DDP_RESUME"  # "1" when the ranks continue the run folder's checkpoint
+SHUTDOWN_TIMEOUT = 15  # s torchrun waits for ranks to stop after SIGTERM before SIGKILL
+
+
+def rank_world() -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) as torchrun set them; (0, 1) in a plain process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def die_with_supervisor() -> None:
+    """Ask Linux to SIGKILL this rank when its parent (the supervisor) dies, whatever kills it."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != int(supervisor):  # it died before prctl took effect
+        os._exit(1)
+
+
+def torchrun_args(run_id: str, nproc: int, worker: str) -> list[str]:
+    """torchrun's command line for the run's ranks: one node, c10d rendezvous on loopback.
+
+    $LAB_NNODES and $LAB_RDZV_ENDPOINT (host:port of node 0) make it one node of several; the
+    other nodes run the same `python -m torch.distributed.run ... -m lab.runs.worker RUN_ID`.
+    """
+    nnodes = os.environ.get("LAB_NNODES", "1")
+    endpoint = os.environ.get("LAB_RDZV_ENDPOINT") or f"127.0.0.1:{free_port()}"
+    return ["--nnodes", nnodes, "--nproc-per-node", str(nproc), "--rdzv-backend", "c10d",
+            "--rdzv-endpoint", endpoint, "--rdzv-id", run_id, "--max-restarts", "0",
+            "--monitor-interval", "0.1", "--shutdown-timeout", str(SHUTDOWN_TIMEOUT),
+            "--module", worker, run_id]
+
+
+def _failure_reason(failures: Mapping[int, Any], first: int, ckpt: str | None) -> str:
+    """One sentence naming the rank that was lost first (and how), for the run's reason."""
+    f = failures[first]
+    how = (f"was killed by {f.signal_name()}" if f.exitcode < 0
+           else f"exited with status {f.exitcode}")
+    others = sorted(r for r in failures if r != first)
+    also = (f" (rank{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} failed "
+            "too)" if others else "")
+    where = f"last checkpoint {ckpt}" if ckpt else "no checkpoint yet"
+    return (f"lost rank {first} (local rank {f.local_rank}, pid {f.pid}): it {how}{also}; "
+            f"torchrun stopped the other ranks; resume continues from the {where}")
+
+
+def supervise(store: Store, run_id: str, nproc: int) -> str:
+    """Run the ranks of `run_id` under torchrun in this process; returns the final status."""
+    run, ended = jobs.take(store, run_id, record_pid=True)
+    if ended is not None:
+        return ended
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    from core.training.checkpoint import write_config
+
+    run_dir = store.run_dir(run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, run.config)  # what the other ranks train; rank 0's trainer rewrites it
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    os.environ[RESUME_ENV] = "1" if run.attempts > 1 else "0"
+    if not os.environ.get("LAB_RDZV_ENDPOINT"):  # one node: gloo stays on loopback
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    args = torchrun_args(run_id, nproc, run.worker)
+    print(f"[lab.runs.supervisor] run {run_id}: torchrun {' '.join(args)}", file=sys.stderr,
+          flush=True)
+    status, reason, error, stopped = None, None, None, None
+    try:
+        torchrun.run(torchrun.parse_args(args))
+    except ChildFailedError as e:
+        first, failure = e.get_first_failure()
+        latest = store.get_run(run_id)
+        status = "failed"
+        if not (first == 0 and failure.exitcode > 0):  # else rank 0 failed and said why
+            reason = _failure_reason(e.failures, first, latest.checkpoint if latest else None)
+            error = f"rank {first} lost: " + (failure.signal_name() if failure.exitcode < 0
+                                              else f"exit status {failure.exitcode}")
+    except SignalException as e:  # SIGTERM/SIGINT: torchrun forwarded it and waited for the ranks
+        stopped = signal.Signals(e.sigval).name
+    latest = store.get_run(run_id)
+    if latest is None:
+        return "deleted"
+    if latest.status == "running":  # rank 0 failed (it leaves that to us), was lost, or hung
+        if stopped:
+            status = "cancelled" if latest.cancel_requested_at else "interrupted"
+            reason = f"stopped by {stopped} before rank 0 recorded a result"
+        elif status is None:
+            status, reason = "failed", "the ranks ended without rank 0 recording a result"
+        elif reason is None:  # rank 0's own exception, which it noted in reason/error
+            reason = latest.reason or "rank 0 failed; see the run's log"
+            error = latest.error
+        store.finish(run_id, status, reason=reason, error=error)
+    return store.require_run(run_id).status
