@@ -3,15 +3,17 @@
 import streamlit as st
 
 import core
-from lab.figures.runs import live_figures, overlay_figure
+from lab.figures.runs import LIVE_TERMS, live_figures, overlay_figure
 from lab.runs import jobs
 from lab.runs.live import LiveRun
 from lab.runs.store import Store
+from lab.views import actions
 from lab.views import runs as runs_view
 from lab.views import train as train_form
 
 st.set_page_config(page_title="Train · revlab", layout="wide")
 st.title("Train")
+actions.begin()  # the message of the last action (launch, cancel, resume, delete)
 jobs.reconcile()  # cheap: marks dead runs stale, starts queued ones
 
 run_id = st.query_params.get("run")
@@ -122,11 +124,10 @@ def form() -> None:
         except (ValueError, TypeError, jobs.JobError) as e:
             st.error(f"Could not launch: {e}")
             return
-        st.query_params.clear()
-        st.query_params["run"] = ids[-1]
-        if compare:
-            st.query_params["compare"] = ids[0]
-        st.rerun()
+        st.query_params.clear()  # the new run replaces whatever the URL showed
+        actions.end(actions.launched(ids, "runs" if compare else "run",
+                                     show={"run": ids[-1], "compare": ids[0]} if compare
+                                     else {"run": ids[-1]}))
 
 
 # -- the live view ----------------------------------------------------------------------------
@@ -138,11 +139,13 @@ def live_run(rid: str) -> LiveRun:
     return st.session_state[key]
 
 
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "ETA -"
-    s = int(round(seconds))
-    return f"ETA {s // 60}m{s % 60:02d}s" if s >= 60 else f"ETA {s}s"
+def _fmt_eta(prog) -> str:
+    """" · ETA 1m05s at 0.05 s/step (...)" for a running run with an estimate, else ""."""
+    if prog.eta_s is None:
+        return ""
+    s = int(round(prog.eta_s))
+    left = f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+    return f" · ETA {left} {prog.basis}"
 
 
 def panel(rid: str, other: str | None, active: bool) -> None:
@@ -168,8 +171,8 @@ def panel(rid: str, other: str | None, active: bool) -> None:
     label = run.name or f"{run.model} on {run.dataset}"
     st.subheader(f"Run {rid}: {label}")
     done = prog.step or 0
-    st.progress(prog.fraction, text=f"{run.status} · step {done}/{prog.total_steps or '?'} · "
-                f"{_fmt_eta(prog.eta_s)}")
+    st.progress(prog.fraction, text=f"{run.status} · step {done}/{prog.total_steps or '?'}"
+                f"{_fmt_eta(prog)}")
     if run.status == "queued":
         st.info(f"Queued: it starts when a slot frees up ({jobs.max_concurrent()} run(s) at a "
                 "time; set LAB_MAX_JOBS to change it). The Runs page shows what is running.")
@@ -179,11 +182,22 @@ def panel(rid: str, other: str | None, active: bool) -> None:
         acc = (run.final or {}).get("test_acc", run.last_test_acc)
         st.success("completed" + (f": test accuracy {100 * acc:.2f}%" if acc is not None
                                    else ""))
-    if run.status in ("queued", "running") and st.button("Cancel", key=f"cancel-{rid}"):
-        for lv in lives:
-            if lv.run is not None and lv.run.status in ("queued", "running"):
-                jobs.cancel(lv.run_id, wait=False)
-        st.rerun(scope="app")
+    try:
+        if run.status in actions.ACTIVE:
+            if st.button("Cancel", key=f"cancel-{rid}"):
+                actions.end(actions.cancel([lv.run_id for lv in lives if lv.run is not None
+                                            and lv.run.status in actions.ACTIVE]))
+        else:  # an ended run: resume it (where it can be) or delete it, here as on Runs
+            b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+            if actions.resumable(run.status) and b1.button("Resume", key=f"resume-{rid}",
+                                                           type="primary"):
+                actions.end(actions.resume(rid))
+            sure = b2.checkbox("Yes, delete it", key=f"sure-{rid}",
+                               help="deletes the run, its metrics and its folder")
+            if b3.button("Delete", key=f"delete-{rid}", disabled=not sure):
+                actions.end(actions.delete(rid))
+    except (jobs.JobError, LookupError, ValueError) as e:
+        st.error(f"{e}")
     if other and lives[0].run is not None:
         st.caption(f"Compare memory modes: {other} ({lives[0].run.config.get('memory')}) against "
                    f"{rid} ({run.config.get('memory')}): same curves, different memory.")
@@ -200,6 +214,7 @@ def panel(rid: str, other: str | None, active: bool) -> None:
     c2.plotly_chart(figs["loss"], key=f"live-loss-{rid}")
     c1.plotly_chart(figs["memory"], key=f"live-memory-{rid}")
     c2.plotly_chart(figs["throughput"], key=f"live-throughput-{rid}")
+    st.caption("  \n".join(f"**{term}**: {what}" for term, what in LIVE_TERMS.items()))
     still = any(lv.run is not None and lv.run.status in ("queued", "running") for lv in lives)
     if active and not still:
         st.rerun(scope="app")  # the run ended: redraw once without the timer

@@ -41,7 +41,7 @@ with st.expander("New sweep", expanded=not sweeps):
         except (ValueError, TypeError) as e:
             st.error(str(e))
         else:  # the URL and the picker name the new sweep (the picker kept the old one)
-            actions.end(actions.launched([run_id], "sweep", param="sweep"),
+            actions.end(actions.launched([run_id], "sweep", show={"sweep": run_id}),
                         select={"sweep_pick": run_id})
 
 if not sweeps:

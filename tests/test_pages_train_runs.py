@@ -211,3 +211,34 @@ def test_runs_tables_have_no_none_or_nan_cells(lab_home):
     assert len(at.dataframe) >= 2
     for table in at.dataframe:
         assert not _empty_marks(table.value), _empty_marks(table.value)
+
+
+def test_an_ended_run_offers_resume_and_delete_and_no_eta(lab_home, no_spawn):
+    ids = seed_runs(lab_home)
+    rid = ids["broken"]
+    with Store(lab_home) as st:  # as the real trainer words an interrupted run now
+        st.update(rid, reason="cancelled on request; stop requested: stopped at step 7 (a "
+                              "resume continues from its checkpoint at step 5)")
+    at = train_page(run=rid)
+    assert not at.exception, at.exception
+    text = " ".join(str(e.value) for e in (*at.warning, *at.caption, *at.markdown))
+    assert "fit(resume" not in text
+    assert "ETA" not in at.get("progress")[0].proto.text
+    assert {f"resume-{rid}", f"delete-{rid}"} <= {b.key for b in at.button}
+    at.button(key=f"resume-{rid}").click().run()
+    assert not at.exception, at.exception
+    assert any(f"Resumed run {rid}" in t.value for t in at.toast)
+    with Store(lab_home) as st:
+        assert st.require_run(rid).status == "queued"
+    assert any(b.key == f"cancel-{rid}" for b in at.button)  # labels from the store
+
+
+def test_deleting_the_shown_run_returns_to_the_form(lab_home):
+    ids = seed_runs(lab_home)
+    at = train_page(run=ids["done"])
+    at.checkbox(key=f"sure-{ids['done']}").check().run()
+    at.button(key=f"delete-{ids['done']}").click().run()
+    assert not at.exception, at.exception
+    assert "run" not in at.query_params or not at.query_params["run"]
+    assert any(f"Deleted run {ids['done']}" in t.value for t in at.toast)
+    assert any(b.label == "Launch" for b in at.button)

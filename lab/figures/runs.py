@@ -84,6 +84,17 @@ LIVE = {"accuracy": ("Accuracy", "accuracy", False), "loss": ("Loss", "training 
         "throughput": ("Throughput", "samples / s", False)}
 
 
+# one line under the live charts for each legend term they use
+LIVE_TERMS = {
+    "train (per step)": "accuracy on each training batch, as it trains",
+    "train / test (epoch)": "accuracy over the whole training / test set at each epoch's end",
+    "activation memory kept for backward": "what autograd keeps for the backward pass: the "
+                                            "memory mode's saving shows here",
+    "device peak": "the most memory the device held (CUDA allocated; on a CPU the process's "
+                   "peak RSS, which includes the Python process itself)",
+}
+
+
 def live_traces(live: LiveRun) -> dict[str, list[Trace]]:
     """The lines of each live chart of one run, each step trace at most ``MAX_POINTS`` long."""
     x, loss = live.series("loss")

@@ -75,13 +75,16 @@ def resume(run_id: str, *, store: Store | None = None) -> Outcome:
                    icon=":material/play_circle:")
 
 
-def launched(run_ids: Sequence[str], what: str = "run", param: str = "run") -> Outcome:
-    """The outcome of a launch that already happened (``jobs.launch`` and friends)."""
+def launched(run_ids: Sequence[str], what: str = "run",
+             show: Mapping[str, str] | None = None) -> Outcome:
+    """The outcome of a launch that already happened (``jobs.launch`` and friends); the URL
+    then shows ``show`` (default: ``run=<the last id>``)."""
     with Store() as st:
         status = {st.require_run(r).status for r in run_ids}
     state = "queued: it starts when a slot frees up" if status == {"queued"} else "started"
     return Outcome(f"Launched {what} {', '.join(run_ids)} ({state}).",
-                   icon=":material/rocket_launch:", show={param: run_ids[-1]})
+                   icon=":material/rocket_launch:",
+                   show=dict(show) if show is not None else {"run": run_ids[-1]})
 
 
 def resumable(status: str) -> bool:
