@@ -179,14 +179,14 @@ def panel(rid: str, other: str | None, active: bool) -> None:
     if run.status in ("failed", "stale", "interrupted", "cancelled"):
         st.warning(f"{run.status}: {run.reason or ''} {run.error or ''}".strip())
     elif run.status == "completed":
-        acc = (run.final or {}).get("test_acc", run.last_test_acc)
+        acc = run.final_test_acc
         st.success("completed" + (f": test accuracy {100 * acc:.2f}%" if acc is not None
                                    else ""))
     try:
-        if run.status in actions.ACTIVE:
+        if run.active:
             if st.button("Cancel", key=f"cancel-{rid}"):
                 actions.end(actions.cancel([lv.run_id for lv in lives if lv.run is not None
-                                            and lv.run.status in actions.ACTIVE]))
+                                            and lv.run.active]))
         else:  # an ended run: resume it (where it can be) or delete it, here as on Runs
             b1, b2, b3, _ = st.columns([1, 1, 1, 3])
             if actions.resumable(run.status) and b1.button("Resume", key=f"resume-{rid}",
@@ -215,7 +215,7 @@ def panel(rid: str, other: str | None, active: bool) -> None:
     c1.plotly_chart(figs["memory"], key=f"live-memory-{rid}")
     c2.plotly_chart(figs["throughput"], key=f"live-throughput-{rid}")
     st.caption("  \n".join(f"**{term}**: {what}" for term, what in LIVE_TERMS.items()))
-    still = any(lv.run is not None and lv.run.status in ("queued", "running") for lv in lives)
+    still = any(lv.run is not None and lv.run.active for lv in lives)
     if active and not still:
         st.rerun(scope="app")  # the run ended: redraw once without the timer
 
@@ -223,7 +223,7 @@ def panel(rid: str, other: str | None, active: bool) -> None:
 if run_id:
     with Store() as _store:
         _runs = [_store.get_run(r) for r in (run_id, compare_id) if r]
-    active = any(r is not None and r.status in ("queued", "running") for r in _runs)
+    active = any(r is not None and r.active for r in _runs)
     st.fragment(run_every=1.0 if active else None)(panel)(run_id, compare_id, active)
     with st.expander("New run", expanded=False):
         form()

@@ -120,7 +120,7 @@ for run_id in selected:
         else:
             a2.page_link("pages/1_Train.py", label="Watch on Train", query_params={"run": run_id})
         try:
-            if run.status in actions.ACTIVE:
+            if run.active:
                 if a3.button("Cancel", key=f"cancel-{run_id}"):
                     actions.end(actions.cancel([run_id]))
             else:

@@ -5,6 +5,7 @@ import streamlit as st
 from core.network import FAMILIES
 from lab.figures.depth import depth_figure
 from lab.runs import jobs
+from lab.runs.store import ACTIVE
 from lab.views import actions
 from lab.views import depth as depth_lab
 from lab.views.tables import cells
@@ -62,7 +63,7 @@ budget = st.number_input("Memory budget: MiB of activations", min_value=0.1, val
 drawn = tuple((r.id, r.status) for r in sweeps)
 
 
-@st.fragment(run_every=2 if any(s in actions.ACTIVE for _, s in drawn) else None)
+@st.fragment(run_every=2 if any(s in ACTIVE for _, s in drawn) else None)
 def show_sweep(run_id: str, budget: float) -> None:
     if tuple((r.id, r.status) for r in depth_lab.list_sweeps()) != drawn:
         st.rerun()  # a sweep started, ended or went: redraw the page (labels, timer) once

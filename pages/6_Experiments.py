@@ -5,6 +5,7 @@ import streamlit as st
 from lab.experiments import cost
 from lab.experiments.grid import PRESETS
 from lab.runs import jobs
+from lab.runs.store import ACTIVE
 from lab.views import experiments as ev
 
 st.set_page_config(page_title="Experiments · revlab", layout="wide")
@@ -107,7 +108,7 @@ def show_experiment(exp_id: str, metric: str, x_axis: str, was_active: bool) -> 
                  query_params={"experiment": exp_id})
     if v.active and st.button("Cancel the queued and running runs", key="cancel_all"):
         for point in res.points:
-            if point.status in ("queued", "running") and point.run_id:
+            if point.status in ACTIVE and point.run_id:
                 try:
                     jobs.cancel(point.run_id, wait=False)
                 except (jobs.JobError, LookupError):

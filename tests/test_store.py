@@ -21,6 +21,19 @@ def _running(store: Store, **config) -> str:
                             status="running")
 
 
+def test_active_and_final_test_acc(store):
+    """Active: queued or running. Final accuracy: the trainer's final one, else the last epoch's."""
+    run_id = store.create_run({"epochs": 2})
+    assert store.get_run(run_id).active and store.get_run(run_id).final_test_acc is None
+    assert store.transition(run_id, "running")
+    store.write_metrics(run_id, epochs=[{"epoch": 1, "test_acc": 0.9},
+                                        {"epoch": 2, "test_acc": 0.7}])
+    assert store.get_run(run_id).active and store.get_run(run_id).final_test_acc == 0.7
+    assert store.finish(run_id, "interrupted", final={"test_acc": 0.75})
+    run = store.get_run(run_id)
+    assert not run.active and (run.final_test_acc, run.best_test_acc) == (0.75, 0.9)
+
+
 def test_round_trip(store):
     run_id = store.create_run({"model": "hamiltonian", "dataset": "digits", "epochs": 2,
                                "model_kwargs": {"blocks": [2, 2]}}, name="first")

@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from lab.runs.ports import free_port
+from lab.runs.store import ACTIVE
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -191,7 +192,7 @@ def _cancel_all(home: Path) -> None:
     from lab.runs.store import Store
 
     with Store(home) as store:
-        for run in store.list_runs(status=["queued", "running"]):
+        for run in store.list_runs(status=ACTIVE):
             jobs.cancel(run.id, store=store, grace=5)
 
 

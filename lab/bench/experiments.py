@@ -45,7 +45,7 @@ def time_launch(repeats: int) -> list[float]:
     """Seconds of grid.launch(200 runs) into a fresh store, ``repeats`` times."""
     from lab.experiments import grid
     from lab.runs import jobs
-    from lab.runs.store import Store
+    from lab.runs.store import ACTIVE, Store
 
     times = []
     for _ in range(repeats):
@@ -55,7 +55,7 @@ def time_launch(repeats: int) -> list[float]:
             exp_id = grid.launch(spec, store=st, name="bench")
             times.append(time.perf_counter() - t)
             assert len(st.list_runs(experiment=exp_id)) == spec.runs == 200
-            for run in st.list_runs(status=["queued", "running"]):
+            for run in st.list_runs(status=ACTIVE):
                 jobs.cancel(run.id, store=st, grace=5)
     return times
 
@@ -73,7 +73,7 @@ def time_import(repeats: int) -> list[float]:
 def time_cli(repeats: int) -> list[float]:
     """Seconds of `python -m lab experiment fewer-data --name ...` (200 runs) in a new process."""
     from lab.runs import jobs
-    from lab.runs.store import Store
+    from lab.runs.store import ACTIVE, Store
 
     times = []
     for i in range(repeats):
@@ -86,7 +86,7 @@ def time_cli(repeats: int) -> list[float]:
             times.append(time.perf_counter() - t)
             with Store(home) as st:
                 assert len(st.list_runs(experiment=out.stdout.strip())) == 200
-                for run in st.list_runs(status=["queued", "running"]):
+                for run in st.list_runs(status=ACTIVE):
                     jobs.cancel(run.id, store=st, grace=5)
     return times
 

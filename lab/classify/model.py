@@ -64,7 +64,7 @@ def completed_runs(store: Store) -> list[RunChoice]:
 
 
 def _choice(run: Run) -> RunChoice:
-    acc = (run.final or {}).get("test_acc", run.last_test_acc)
+    acc = run.final_test_acc
     return RunChoice(id=run.id, model=str(run.model), dataset=str(run.dataset),
                      test_acc=None if acc is None else float(acc), name=run.name)
 

@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any
 
+from lab.runs.store import ACTIVE, STATUSES
+
 MEMORY_MODES = ("standard", "checkpoint", "reversible", "budget")  # DESIGN.md: memory choices
 
 
@@ -145,7 +147,7 @@ def _follow(store: Any, run_id: str, *, detach: bool) -> int:
                 bar.on_epoch(m)
                 last_epoch = m["epoch"]
             run = store.require_run(run_id)
-            if run.status not in ("queued", "running"):
+            if not run.active:
                 break
             jobs.reconcile(store)
             time.sleep(0.5)
@@ -174,7 +176,7 @@ def _train_foreground(store: Any, run_id: str) -> int:
         bar.close()
         jobs.schedule(store)
     run = store.require_run(run_id)
-    acc = (run.final or {}).get("test_acc", run.last_test_acc)
+    acc = run.final_test_acc
     print(f"run {run_id} {status}" + (f": test acc {acc:.4f}" if acc is not None else "")
           + (f" ({run.error or run.reason})" if status != "completed" else ""), file=sys.stderr)
     return {"completed": 0, "failed": 1}.get(status, 130)
@@ -212,7 +214,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print("no runs yet; start one with `python -m lab train`", file=sys.stderr)
         return 0
     rows = [[r.id, r.status, str(r.model), str(r.dataset), str(r.epochs), _pct(r.best_test_acc),
-             _pct((r.final or {}).get("test_acc", r.last_test_acc)), _when(r.started_at),
+             _pct(r.final_test_acc), _when(r.started_at),
              _duration(r.duration)] for r in runs]
     print(_table(rows, ["ID", "STATUS", "MODEL", "DATASET", "EPOCHS", "BEST ACC", "FINAL ACC",
                         "STARTED", "DURATION"]))
@@ -280,7 +282,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
             return 0
         jobs.reconcile(store, schedule_queue=False)  # dead runs are stale, not cancellable
         # queued ones first, so none of them starts in a slot that a cancel frees
-        active = sorted(store.list_runs(status=["queued", "running"]),
+        active = sorted(store.list_runs(status=ACTIVE),
                         key=lambda r: r.status != "queued")
         for run in active:
             try:
@@ -347,8 +349,7 @@ def _add_run_commands(sub: Any) -> None:
     p.set_defaults(func=_cmd_train, parser=p)
 
     p = sub.add_parser("runs", help="table of runs, newest first")
-    p.add_argument("--status", choices=("queued", "running", "completed", "failed",
-                                        "interrupted", "cancelled", "stale"))
+    p.add_argument("--status", choices=STATUSES)
     p.add_argument("--limit", type=int, help="show at most this many")
     p.set_defaults(func=_cmd_runs)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from lab.experiments import stats
 from lab.experiments.grid import GridSpec, fmt, label
-from lab.runs.store import Experiment, Run, Store
+from lab.runs.store import ACTIVE, Experiment, Run, Store
 
 DEFAULT_METRIC = "test_acc"
 MISSING = "missing"  # a point of the grid with no run in the store (deleted, or never queued)
@@ -133,7 +133,7 @@ class Results:
 def progress_key(status: str) -> str:
     if status == "completed":
         return "done"
-    if status in ("running", "queued", MISSING):
+    if status in (*ACTIVE, MISSING):
         return status
     return "failed"  # failed, stale, interrupted, cancelled: ended without a result
 
@@ -202,7 +202,7 @@ def compute(exp: Experiment, runs: Iterable[Run], metric: str = DEFAULT_METRIC) 
 
 def _rank(run: Run) -> int:
     """Which of two runs of one point counts: completed, then active, then the rest."""
-    return 2 if run.status == "completed" else 1 if run.status in ("queued", "running") else 0
+    return 2 if run.status == "completed" else 1 if run.active else 0
 
 
 def _comparisons(spec: GridSpec, groups: Mapping[str, Group]) -> list[Comparison]:

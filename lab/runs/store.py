@@ -30,6 +30,7 @@ LEGACY_WORKERS = {"lab.worker": "lab.runs.worker", "lab.sweep_worker": "lab.swee
 LOG_NAME = "worker.log"
 
 STATUSES = ("queued", "running", "completed", "failed", "interrupted", "cancelled", "stale")
+ACTIVE = ("queued", "running")  # holds or waits for a queue slot: what cancel stops
 RESUMABLE = frozenset({"failed", "interrupted", "stale", "cancelled"})
 FINISHED = frozenset({"completed", "failed", "interrupted", "cancelled", "stale"})
 # status -> the statuses it may move to; everything else is refused (transition() returns False)
@@ -37,7 +38,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "cancelled"}),
     "running": frozenset({"completed", "failed", "interrupted", "cancelled", "stale"}),
     "completed": frozenset(),
-    **{s: frozenset({"queued", "running"}) for s in RESUMABLE},
+    **{s: frozenset(ACTIVE) for s in RESUMABLE},
 }
 
 # Step/epoch keys with their own column (the core.training Callback contract); others go to `extra`.
@@ -174,6 +175,16 @@ class Run:
     @property
     def epochs(self) -> int | None:
         return self.config.get("epochs")
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: it holds or waits for a slot (see ACTIVE)."""
+        return self.status in ACTIVE
+
+    @property
+    def final_test_acc(self) -> float | None:
+        """The run's test accuracy: the trainer's final one, else the last evaluated epoch's."""
+        return (self.final or {}).get("test_acc", self.last_test_acc)
 
     @property
     def duration(self) -> float | None:
@@ -329,7 +340,7 @@ class Store:
         `nproc` is the run's number of processes (torchrun world size), the queue slots it takes;
         `experiment` the id of the experiment it belongs to (see `create_experiment`).
         """
-        if status not in ("queued", "running"):
+        if status not in ACTIVE:
             raise ValueError(f"a new run starts 'queued' or 'running', not {status!r}")
         if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
             raise ValueError(f"nproc={nproc!r} must be a positive integer")

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.runs import jobs
-from lab.runs.store import RESUMABLE, Store
+from lab.runs.store import ACTIVE, RESUMABLE, Store
 
 _FLASH = "_lab_flash"      # session_state: the outcome's message, shown by the next begin()
 _PENDING = "_lab_pending"  # session_state: widget values to set before the widgets are drawn
-ACTIVE = ("queued", "running")
 
 
 @dataclass(frozen=True)

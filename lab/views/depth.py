@@ -170,7 +170,7 @@ class SweepView:
 
     @property
     def active(self) -> bool:
-        return self.run.status in ("queued", "running")
+        return self.run.active
 
 
 def view(run_id: str, store: Store | None = None) -> SweepView:

@@ -38,8 +38,7 @@ def table_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
     """One flat row per run for ``st.dataframe`` (sortable columns; accuracies in percent)."""
     rows = []
     for r in runs:
-        final = r.final or {}
-        test = final.get("test_acc", r.last_test_acc)
+        test = r.final_test_acc
         cfg = r.config if isinstance(r.config, dict) else {}
         kwargs = cfg.get("model_kwargs") or {}
         rows.append({
