@@ -88,7 +88,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             if args.nproc is not None and args.nproc != nproc:
                 args.parser.error(f"run {run_id} trains with {nproc} process(es); --resume "
                                   f"continues at the same world size (drop --nproc {args.nproc})")
-            if nproc > 1:  # its ranks run under torchrun: resume through the queue, follow it
+            from lab.runs import multinode
+
+            # its ranks run under torchrun: resume through the queue, follow it
+            if nproc > 1 or multinode.read(store.run_dir(run_id)):
                 jobs.resume(run_id, store=store)
                 return _follow(store, run_id, detach=args.detach)
             if args.detach:
@@ -99,7 +102,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return _train_foreground(store, run_id)
     config = _config_from_args(args)
     with Store() as store:
-        ddp = args.nproc is not None and args.nproc != 1  # DDP under torchrun, via the queue
+        from lab.runs import multinode
+
+        try:  # DDP under torchrun, via the queue: N processes here, or this machine of several
+            ddp = args.nproc not in (None, 1) or multinode.nnodes_from_env() > 1
+        except ValueError as e:
+            args.parser.error(str(e))
         try:
             if args.download:
                 print("checking the dataset's files (downloading what is missing) ...",
@@ -108,7 +116,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             jobs.check_dataset(jobs.validate_config(config), download=args.download,
                                how=DOWNLOAD_HOW)
             if ddp:
-                run_id = jobs.launch(config, nproc=args.nproc, name=args.name, store=store)
+                run_id = jobs.launch(config, nproc=args.nproc or 1, name=args.name, store=store)
             elif args.detach:
                 run_id = jobs.launch(config, name=args.name, store=store)
                 print(f"run {run_id} is {store.require_run(run_id).status}; follow it with "
@@ -128,11 +136,16 @@ def _follow(store: Any, run_id: str, *, detach: bool) -> int:
     """Print the run id (--detach), or show a queued multi-process run's progress until it ends;
     Ctrl-C cancels it (every rank checkpoints and stops)."""
     from lab.cli.progress import ProgressBar
-    from lab.runs import jobs
+    from lab.runs import jobs, multinode
 
     run = store.require_run(run_id)
     print(f"run {run_id} ({run.nproc} processes) is {run.status}; follow it with "
           f"`python -m lab show {run_id}`", file=sys.stderr)
+    rdzv = multinode.read(store.run_dir(run_id))
+    if rdzv:
+        print(f"this is node 0 of {rdzv['nnodes']} (rendezvous {rdzv['endpoint']}): on each "
+              f"other node, with this LAB_HOME, run `python -m lab join {run_id}` (within "
+              f"{rdzv['join_timeout']} s)", file=sys.stderr, flush=True)
     if detach:
         print(run_id)
         return 0
@@ -394,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.cli.classify import add_classify_command
 
     add_classify_command(sub)
+    from lab.cli.join import add_join_command
+
+    add_join_command(sub)
     from lab.cli.experiment import add_experiment_command
 
     add_experiment_command(sub)

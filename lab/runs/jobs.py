@@ -185,7 +185,7 @@ def _spawn(store: Store, run_id: str, slot: int | None, pin_gpus: int) -> None:
     run = store.get_run(run_id)
     if run is None or run.status != "running":
         return  # deleted or cancelled in between
-    from lab.runs import launcher
+    from lab.runs import launcher, multinode
 
     run_dir = store.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -197,7 +197,7 @@ def _spawn(store: Store, run_id: str, slot: int | None, pin_gpus: int) -> None:
                                                for k in range(min(run.nproc, pin_gpus)))
     cwd = run.cwd if run.cwd and os.path.isdir(run.cwd) else None
     argv = [run.worker, run_id]
-    if run.nproc > 1:  # the worker module supervises torchrun, which starts the ranks
+    if run.nproc > 1 or multinode.read(run_dir):  # it supervises torchrun, which starts the ranks
         argv[1:1] = ["--nproc", str(run.nproc)]
     # The app's warm launcher forks the run's process (torch already imported); without one,
     # or when it declines, a fresh interpreter starts. Either way: its own session and pid.
@@ -250,22 +250,28 @@ def launch(config: Mapping[str, Any], *, nproc: int = 1, name: str | None = None
     raises core.data.DatasetNotFoundError and no run is created.
     `nproc` > 1 trains with DistributedDataParallel in that many processes under torchrun
     (`python -m WORKER --nproc N RUN_ID` supervises them; see lab.runs.worker); the global batch
-    stays `batch_size`, split between them. It takes `nproc` of the queue's slots, and is
-    refused (ValueError) below 1 or above `max_nproc(config)`. `worker` is the module run as
-    `python -m WORKER RUN_ID`; `validate=False` is only for a custom worker whose config is not
-    a TrainConfig (tests use a scripted one). `experiment`: the id of the experiment (grid) the
-    run belongs to (lab.experiments.grid).
+    stays `batch_size`, split between them. With LAB_NNODES > 1 (and LAB_RDZV_ENDPOINT) the run
+    is node 0 of several, under torchrun for any `nproc` (lab.runs.multinode). It takes `nproc`
+    of the queue's slots, and is refused (ValueError) below 1 or above `max_nproc(config)`.
+    `worker` is the module run as `python -m WORKER RUN_ID`; `validate=False` is only for a
+    custom worker whose config is not a TrainConfig (tests use a scripted one). `experiment`:
+    the id of the experiment (grid) the run belongs to (lab.experiments.grid).
     """
     if not _MODULE.match(worker):
         raise ValueError(f"worker {worker!r} is not a python module name like 'lab.runs.worker'")
+    from lab.runs import multinode
+
     config = validate_config(config) if validate else dict(config)
     nproc = check_nproc(nproc, config)
+    rdzv = multinode.plan(nproc)  # LAB_NNODES > 1: one node of several (ValueError if unclear)
     if validate:
         check_dataset(config, download=download)
     with _opened(store) as st:
         run_id = st.create_run(config, name=name, worker=worker, cwd=os.getcwd(), nproc=nproc,
                                experiment=experiment)
         st.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        if rdzv is not None:  # before it can start: the supervisor and `lab join` read it
+            multinode.record(st.run_dir(run_id), rdzv)
         reconcile(st)  # frees slots held by dead runs, then schedules
     return run_id
 

@@ -1,7 +1,9 @@
 """The torchrun supervisor of a run of N > 1 processes, `python -m lab.runs.worker --nproc N RUN`.
 
 It runs torchrun (`torch.distributed.run`, in-process, c10d rendezvous on loopback), which starts
-N copies of `python -m lab.runs.worker RUN_ID` as ranks. Rank 0 records the run as a single
+N copies of `python -m lab.runs.worker RUN_ID` as ranks; for a run across machines (launched with
+LAB_NNODES > 1, any N) the rendezvous recorded in the run's folder (lab.runs.multinode) makes it
+node 0, which the others join with `python -m lab join RUN_ID`. Rank 0 records the run as a single
 process would; the other ranks train their shard and write nothing. The supervisor is the run's
 pid: a cancel's SIGTERM reaches it, torchrun forwards it to every rank (each its own process
 group), and they stop together with a checkpoint. torchrun owns this process's signal handlers
@@ -47,18 +49,18 @@ def die_with_supervisor() -> None:
         os._exit(1)
 
 
-def torchrun_args(run_id: str, nproc: int, worker: str) -> list[str]:
-    """torchrun's command line for the run's ranks: one node, c10d rendezvous on loopback.
+def torchrun_args(run_id: str, nproc: int, worker: str,
+                  rdzv: Mapping[str, Any] | None = None) -> list[str]:
+    """torchrun's command line for the run's ranks: one node, c10d rendezvous on loopback; or,
+    with the run's recorded rendezvous (lab.runs.multinode), node 0 of several, which the other
+    nodes join with `python -m lab join RUN_ID`."""
+    from lab.runs import multinode
 
-    $LAB_NNODES and $LAB_RDZV_ENDPOINT (host:port of node 0) make it one node of several; the
-    other nodes run the same `python -m torch.distributed.run ... -m lab.runs.worker RUN_ID`.
-    """
-    nnodes = os.environ.get("LAB_NNODES", "1")
-    endpoint = os.environ.get("LAB_RDZV_ENDPOINT") or f"127.0.0.1:{free_port()}"
-    return ["--nnodes", nnodes, "--nproc-per-node", str(nproc), "--rdzv-backend", "c10d",
-            "--rdzv-endpoint", endpoint, "--rdzv-id", run_id, "--max-restarts", "0",
-            "--monitor-interval", "0.1", "--shutdown-timeout", str(SHUTDOWN_TIMEOUT),
-            "--module", worker, run_id]
+    where = (multinode.torchrun_args(run_id, dict(rdzv), worker) if rdzv else
+             ["--nnodes", "1", "--nproc-per-node", str(nproc), "--rdzv-backend", "c10d",
+              "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", run_id])
+    return [*where, "--max-restarts", "0", "--monitor-interval", "0.1", "--shutdown-timeout",
+            str(SHUTDOWN_TIMEOUT), "--module", worker, run_id]
 
 
 def _failure_reason(failures: Mapping[int, Any], first: int, ckpt: str | None) -> str:
@@ -82,17 +84,20 @@ def supervise(store: Store, run_id: str, nproc: int) -> str:
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
 
     from core.training.checkpoint import write_config
+    from lab.runs import multinode
 
     run_dir = store.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, run.config)  # what the other ranks train; rank 0's trainer rewrites it
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
     os.environ[RESUME_ENV] = "1" if run.attempts > 1 else "0"
-    if not os.environ.get("LAB_RDZV_ENDPOINT"):  # one node: gloo stays on loopback
+    rdzv = multinode.read(run_dir)  # recorded at launch when LAB_NNODES > 1
+    if rdzv is None:  # one node: gloo stays on loopback
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    args = torchrun_args(run_id, nproc, run.worker)
+    args = torchrun_args(run_id, nproc, run.worker, rdzv)
     print(f"[lab.runs.supervisor] run {run_id}: torchrun {' '.join(args)}", file=sys.stderr,
           flush=True)
     status, reason, error, stopped = None, None, None, None
@@ -108,6 +113,9 @@ def supervise(store: Store, run_id: str, nproc: int) -> str:
                                               else f"exit status {failure.exitcode}")
     except SignalException as e:  # SIGTERM/SIGINT: torchrun forwarded it and waited for the ranks
         stopped = signal.Signals(e.sigval).name
+    except RendezvousError as e:  # the other nodes never came (or could not be reached)
+        status, error = "failed", f"{type(e).__name__}: {e}"[:500]
+        reason = multinode.not_joined(run_id, rdzv) if rdzv else f"torchrun rendezvous: {e}"
     latest = store.get_run(run_id)
     if latest is None:
         return "deleted"

@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None, *,
          trainer_factory: TrainerFactory = default_trainer) -> int:
     """`python -m lab.runs.worker RUN_ID`: 0 if the run completed, 1 otherwise, 2 for no run."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    nproc = 1
+    nproc = None  # --nproc N: supervise torchrun (N per node; also N = 1 for a multi-node run)
     if len(argv) == 3 and argv[0] == "--nproc" and argv[1].isdigit() and int(argv[1]) >= 1:
         nproc, argv = int(argv[1]), argv[2:]
     if len(argv) != 1:
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None, *,
             return execute_rank(argv[0], trainer_factory=trainer_factory)
     with Store() as store:
         try:
-            if nproc > 1:
+            if nproc is not None:
                 status = supervise(store, argv[0], nproc)
             else:
                 status = execute(store, argv[0], trainer_factory=trainer_factory)
