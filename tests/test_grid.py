@@ -96,12 +96,23 @@ def test_presets():
     ({"family": ["hamiltonian", "resnet"], "memory": ["standard", "reversible"]},
      r"cell family=resnet memory=reversible is refused.*invertible"),
     ({"family": ["hamiltonian"], "layers": [14, 20]}, r"axis 'layers' value 20 is refused"),
+    # the bad value is named even when it comes first and other axes are checked before it
+    ({"h": [0.5, 1.0], "fraction": [1.5, 0.5]}, r"axis 'fraction' value 1.5 is refused"),
+    ({"family": ["hamiltonian", "resnet"], "widths": [[16, 16, 32, 64], [3, 3, 6, 12]]},
+     r"cell family=hamiltonian widths=3-3-6-12 is refused.*even"),
 ])
 def test_bad_values_are_refused_by_name_and_nothing_is_queued(store, axes, message):
     spec = grid.GridSpec(axes=axes, seeds=2)
     with pytest.raises(ValueError, match=message):
         grid.launch(spec, store=store, name="bad")
     assert store.list_runs() == [] and store.list_experiments() == []
+
+
+def test_a_value_that_fits_one_family_is_taken():
+    # odd widths suit a ResNet (no channel halves); only the cells with them are checked so
+    spec = grid.GridSpec(axes={"family": ["resnet"], "widths": [[3, 3, 6, 12]],
+                               "layers": [20]})  # 20 = 6 x 3 + 2: a ResNet depth, not an ODE one
+    assert spec.validate() is spec
 
 
 def test_spec_level_errors():

@@ -126,13 +126,23 @@ class GridSpec:
                              "of model settings, e.g. {'resnet': {'widths': [8, 8, 16, 32]}}")
         from lab.runs.jobs import validate_config
 
-        first = {name: values[0] for name, values in self.axes.items()}
-        for name, values in self.axes.items():  # one value at a time: the message names it
+        # One value at a time, the other axes left at the fixed settings, so the message names
+        # the value at fault; a value is tried with each family (widths, layers... depend on it)
+        # and refused only if no family takes it.
+        fam = next((a for a in FAMILY_AXES if a in self.axes), None)
+        contexts = [{fam: f} for f in self.axes[fam]] if fam else [{}]
+        for name, values in self.axes.items():
             for value in values:
-                try:
-                    validate_config(self.config({**first, name: value}, seed=0))
-                except (ValueError, TypeError) as e:
-                    raise ValueError(f"axis {name!r} value {value!r} is refused: {e}") from None
+                errors = []
+                for ctx in [{}] if name == fam else contexts:
+                    try:
+                        validate_config(self.config({**ctx, name: value}, seed=0))
+                        break
+                    except (ValueError, TypeError) as e:
+                        errors.append(e)
+                else:
+                    raise ValueError(f"axis {name!r} value {value!r} is refused: "
+                                     f"{errors[0]}") from None
         for axes in self.cell_axes():  # combinations (e.g. resnet with memory='reversible')
             try:
                 validate_config(self.config(axes, seed=0))
