@@ -6,6 +6,7 @@ from lab.cli.models import model_rows
 from lab.figures.home import memory_vs_depth
 from lab.runs import jobs
 from lab.views.home import launch_default_run, run_rows, scaling_payload
+from lab.views.tables import cells
 
 st.set_page_config(page_title="revlab", layout="wide")  # before any element
 st.title("revlab: reversible, ODE-inspired deep networks")
@@ -27,7 +28,7 @@ with left:
         st.switch_page("pages/1_Train.py", query_params={"run": launch_default_run()})
     runs = run_rows(limit=10)
     if runs:
-        st.dataframe(runs, hide_index=True, width="stretch", key="latest_runs")
+        st.dataframe(cells(runs), hide_index=True, width="stretch", key="latest_runs")
         st.page_link("pages/2_Runs.py", label="All runs, curves and comparisons")
     else:
         st.info("No runs yet. Press the button above, or start one with `python -m lab train` "

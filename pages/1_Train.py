@@ -7,8 +7,8 @@ from lab.figures.runs import LIVE_TERMS, live_figures, overlay_figure
 from lab.runs import jobs
 from lab.runs.live import LiveRun
 from lab.runs.store import Store
+from lab.runs.table import run_kind
 from lab.views import actions
-from lab.views import runs as runs_view
 from lab.views import train as train_form
 
 st.set_page_config(page_title="Train · revlab", layout="wide")
@@ -163,7 +163,7 @@ def panel(rid: str, other: str | None, active: bool) -> None:
                  "below.")
         return
     run = live.run
-    if runs_view.run_kind(run) == "depth-sweep":
+    if run_kind(run) == "depth-sweep":
         st.info(f"Run {rid} is a depth sweep, not a training run: open it on the "
                 f"[Depth lab](Depth_lab?sweep={rid}) page.")
         return

@@ -6,6 +6,7 @@ from lab.figures.runs import METRICS, overlay_figure
 from lab.runs import jobs
 from lab.runs.live import LiveRun
 from lab.runs.store import STATUSES, Store
+from lab.runs.table import run_kind, run_rows
 from lab.views import actions
 from lab.views import runs as runs_view
 from lab.views.tables import cells
@@ -22,7 +23,7 @@ if not all_runs:
     st.stop()
 
 # -- filter and table -------------------------------------------------------------------------
-kinds = sorted({runs_view.run_kind(r) for r in all_runs})
+kinds = sorted({run_kind(r) for r in all_runs})
 f1, f2, f3 = st.columns([2, 2, 2])
 text = f1.text_input("Filter", key="filter", placeholder="id, name, model, dataset, memory ...")
 statuses = f2.multiselect("Status", STATUSES, key="statuses")
@@ -39,7 +40,7 @@ if exps:  # the Experiments page links here with ?experiment=ID
                            format_func=lambda e: "any" if e is None else f"{exps[e]} · {e}")
 runs = runs_view.filter_runs(all_runs, text=text, statuses=statuses, kinds=kind_sel,
                              experiment=exp_sel)
-st.dataframe(cells(runs_view.table_rows(runs)), hide_index=True, width="stretch",
+st.dataframe(cells(run_rows(runs)), hide_index=True, width="stretch",
              key="runs_table")
 st.caption(f"{len(runs)} of {len(all_runs)} runs; click a column header to sort.")
 
@@ -114,7 +115,7 @@ for run_id in selected:
         a1, a2, a3, a4 = st.columns(4)
         a1.download_button("Metrics CSV", csv, file_name=f"{run_id}-metrics.csv",
                            mime="text/csv", key=f"csv-{run_id}")
-        if runs_view.run_kind(run) == "depth-sweep":
+        if run_kind(run) == "depth-sweep":
             a2.page_link("pages/3_Depth_lab.py", label="Open in the Depth lab",
                          query_params={"sweep": run_id})
         else:

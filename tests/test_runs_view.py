@@ -6,6 +6,7 @@ import io
 import pytest
 
 from lab.runs.store import LOG_NAME, Store
+from lab.runs.table import run_rows
 from lab.views import runs as runs_view
 
 
@@ -22,7 +23,7 @@ def test_rows_kinds_and_filters(store):
     s = store.create_run({"kind": "depth-sweep", "family": "hamiltonian"},
                          worker="lab.sweeps.worker")
     runs = store.list_runs()
-    rows = {r["run"]: r for r in runs_view.table_rows(runs)}
+    rows = {r["run"]: r for r in run_rows(runs)}
     assert rows[a]["kind"] == "train" and rows[a]["blocks"] == "3-3-3" and rows[a]["name"] == "mine"
     assert rows[s]["kind"] == "depth-sweep" and rows[s]["model"] == ""
     ids = lambda rs: {r.id for r in rs}  # noqa: E731

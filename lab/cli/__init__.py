@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from lab.runs.store import ACTIVE, STATUSES
+from lab.runs.table import CLI_COLUMNS, duration_text, text_rows, when
 
 MEMORY_MODES = ("standard", "checkpoint", "reversible", "budget")  # DESIGN.md: memory choices
 
@@ -199,17 +200,6 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def _when(t: float | None) -> str:
-    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
-
-
-def _duration(s: float | None) -> str:
-    if s is None:
-        return "-"
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -226,11 +216,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet; start one with `python -m lab train`", file=sys.stderr)
         return 0
-    rows = [[r.id, r.status, str(r.model), str(r.dataset), str(r.epochs), _pct(r.best_test_acc),
-             _pct(r.final_test_acc), _when(r.started_at),
-             _duration(r.duration)] for r in runs]
-    print(_table(rows, ["ID", "STATUS", "MODEL", "DATASET", "EPOCHS", "BEST ACC", "FINAL ACC",
-                        "STARTED", "DURATION"]))
+    print(_table(text_rows(runs), list(CLI_COLUMNS.values())))
     return 0
 
 
@@ -248,8 +234,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
              f"status:   {run.status}" + (f" - {run.reason}" if run.reason else "")]
     if run.error:
         lines.append(f"error:    {run.error}")
-    lines += [f"created:  {_when(run.created_at)}   started: {_when(run.started_at)}   "
-              f"duration: {_duration(run.duration)}   attempts: {run.attempts}",
+    lines += [f"created:  {when(run.created_at) or '-'}   started: {when(run.started_at) or '-'}"
+              f"   duration: {duration_text(run.duration)}   attempts: {run.attempts}",
               f"folder:   {folder}   (log: {LOG_NAME})",
               "config:", *(f"  {k}: {json.dumps(v)}" for k, v in sorted(run.config.items()))]
     if epochs:

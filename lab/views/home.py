@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
+from lab.runs import table
 from lab.runs.store import Store
+from lab.runs.table import HOME_COLUMNS
 
 
 def run_rows(home: str | None = None, limit: int = 50) -> list[dict]:
-    """Newest runs first, one flat dict each (for a table)."""
+    """Newest runs first: the runs table's Home columns (lab.runs.table)."""
     with Store(home) as store:
-        runs = store.list_runs(limit=limit)
-    rows = []
-    for r in runs:
-        started = (dt.datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M")
-                   if r.started_at else "")
-        rows.append({
-            "run": r.id, "name": r.name or "", "status": r.status, "model": r.model,
-            "dataset": r.dataset, "epochs": r.epochs, "memory": r.config.get("memory"),
-            "best test acc": r.best_test_acc, "started": started,
-            "duration s": round(r.duration, 1) if r.duration is not None else None,
-            "reason": r.reason or r.error or "",
-        })
-    return rows
+        return table.run_rows(store.list_runs(limit=limit), HOME_COLUMNS)
 
 
 # the benchmark the home page plots (written by `python -m lab bench scaling --tag cpu`)

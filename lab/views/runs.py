@@ -1,13 +1,13 @@
-"""What the Runs page shows: the runs table, configurations side by side, log tails, CSV exports.
+"""What the Runs page shows: filters, configurations side by side, log tails, CSV exports.
 
-Plain Python over the run store (no Streamlit). The store also holds runs that are not training
-runs (Depth-lab sweeps, experiments' helpers): each row carries a ``kind`` (the config's ``kind``,
-else ``train`` for the training worker, else the worker's module name) so the page can filter.
+Plain Python over the run store (no Streamlit). The table itself is lab.runs.table's, shared
+with Home and `python -m lab runs`. The store also holds runs that are not training runs
+(Depth-lab sweeps, experiments' helpers): each row carries a ``kind`` (``table.run_kind``) so the
+page can filter.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import os
@@ -16,44 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from lab.runs.store import DEFAULT_WORKER, LOG_NAME, Run, Store
-
-STATUS_ICONS = {"queued": "⏳", "running": "▶️", "completed": "✅", "failed": "❌",
-                "interrupted": "⏸️", "cancelled": "⏹️", "stale": "⚠️"}
-
-
-def run_kind(run: Run) -> str:
-    """'train' for a training run, else what the run is (config ``kind`` or worker module)."""
-    kind = run.config.get("kind") if isinstance(run.config, dict) else None
-    if isinstance(kind, str) and kind:
-        return kind
-    return "train" if run.worker == DEFAULT_WORKER else run.worker
-
-
-def _when(t: float | None) -> str:
-    return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else ""
-
-
-def table_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
-    """One flat row per run for ``st.dataframe`` (sortable columns; accuracies in percent)."""
-    rows = []
-    for r in runs:
-        test = r.final_test_acc
-        cfg = r.config if isinstance(r.config, dict) else {}
-        kwargs = cfg.get("model_kwargs") or {}
-        rows.append({
-            "run": r.id, "status": f"{STATUS_ICONS.get(r.status, '')} {r.status}".strip(),
-            "kind": run_kind(r), "name": r.name or "", "model": str(cfg.get("model", "")),
-            "blocks": "-".join(map(str, kwargs["blocks"])) if "blocks" in kwargs else "",
-            "dataset": str(cfg.get("dataset", "")), "memory": str(cfg.get("memory", "")),
-            "epochs": cfg.get("epochs"), "batch": cfg.get("batch_size"),
-            "best test acc %": None if r.best_test_acc is None else round(100 * r.best_test_acc, 2),
-            "final test acc %": None if test is None else round(100 * test, 2),
-            "created": _when(r.created_at),
-            "duration s": None if r.duration is None else round(r.duration, 1),
-            "reason": r.reason or r.error or "",
-        })
-    return rows
+from lab.runs.store import LOG_NAME, Run, Store
+from lab.runs.table import run_kind
 
 
 def filter_runs(runs: Sequence[Run], *, text: str = "", statuses: Iterable[str] = (),

@@ -1,0 +1,90 @@
+"""The runs table: one row per run, the same for Home, the Runs page and `python -m lab runs`.
+
+`run_row` builds every column once (accuracies in percent, times in one format); each place
+picks its columns: `HOME_COLUMNS`, all of them on the Runs page, `CLI_COLUMNS` as text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from lab.runs.store import DEFAULT_WORKER, Run
+
+TIME_FORMAT = "%Y-%m-%d %H:%M"  # local time, every table of runs
+STATUS_ICONS = {"queued": "⏳", "running": "▶️", "completed": "✅", "failed": "❌",
+                "interrupted": "⏸️", "cancelled": "⏹️", "stale": "⚠️"}
+HOME_COLUMNS = ("run", "status", "name", "model", "dataset", "memory", "epochs",
+                "best test acc %", "final test acc %", "started", "duration s", "reason")
+# `python -m lab runs`: row key -> header
+CLI_COLUMNS = {"run": "ID", "status": "STATUS", "model": "MODEL", "dataset": "DATASET",
+               "epochs": "EPOCHS", "best test acc %": "BEST ACC",
+               "final test acc %": "FINAL ACC", "started": "STARTED", "duration s": "DURATION"}
+
+
+def run_kind(run: Run) -> str:
+    """'train' for a training run, else what the run is (config ``kind`` or worker module)."""
+    kind = run.config.get("kind") if isinstance(run.config, dict) else None
+    if isinstance(kind, str) and kind:
+        return kind
+    return "train" if run.worker == DEFAULT_WORKER else run.worker
+
+
+def when(t: float | None) -> str:
+    """A timestamp in TIME_FORMAT (local time); '' for none."""
+    return time.strftime(TIME_FORMAT, time.localtime(t)) if t else ""
+
+
+def _percent(x: float | None) -> float | None:
+    return None if x is None else round(100 * x, 2)
+
+
+def run_row(r: Run, *, icons: bool = True) -> dict[str, Any]:
+    """One flat row: numbers stay numbers (sortable); `icons` puts a symbol before the status."""
+    cfg = r.config if isinstance(r.config, dict) else {}
+    kwargs = cfg.get("model_kwargs") or {}
+    return {
+        "run": r.id,
+        "status": f"{STATUS_ICONS.get(r.status, '')} {r.status}".strip() if icons else r.status,
+        "kind": run_kind(r), "name": r.name or "", "model": str(cfg.get("model", "")),
+        "blocks": "-".join(map(str, kwargs["blocks"])) if "blocks" in kwargs else "",
+        "dataset": str(cfg.get("dataset", "")), "memory": str(cfg.get("memory", "")),
+        "epochs": cfg.get("epochs"), "batch": cfg.get("batch_size"),
+        "best test acc %": _percent(r.best_test_acc),
+        "final test acc %": _percent(r.final_test_acc),
+        "created": when(r.created_at), "started": when(r.started_at),
+        "duration s": None if r.duration is None else round(r.duration, 1),
+        "reason": r.reason or r.error or "",
+    }
+
+
+def run_rows(runs: Iterable[Run], columns: Sequence[str] | None = None, *,
+             icons: bool = True) -> list[dict[str, Any]]:
+    """`run_row` for each run, only `columns` (in that order) when given."""
+    rows = [run_row(r, icons=icons) for r in runs]
+    return rows if columns is None else [{c: row[c] for c in columns} for row in rows]
+
+
+def duration_text(s: float | None) -> str:
+    """Seconds as '4m05s' or '2h03m'; '-' for none."""
+    if s is None:
+        return "-"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _text(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if key.endswith("%"):
+        return f"{value:.2f}%"
+    if key == "duration s":
+        return duration_text(value)
+    return str(value)
+
+
+def text_rows(runs: Iterable[Run], columns: Mapping[str, str] = CLI_COLUMNS) -> list[list[str]]:
+    """The rows of `run_rows` as text for a terminal: '-' for nothing, '97.50%', '4m05s'."""
+    return [[_text(k, row[k]) for k in columns] for row in run_rows(runs, list(columns),
+                                                                     icons=False)]
