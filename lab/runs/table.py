@@ -40,6 +40,20 @@ def _percent(x: float | None) -> float | None:
     return None if x is None else round(100 * x, 2)
 
 
+def epochs_text(r: Run) -> str:
+    """The epochs a run trained, as the tables show them: what ran once it ended ("1 of 15
+    (12 steps)" for a run that `--steps` stopped early), the configured number before."""
+    cfg = r.config if isinstance(r.config, dict) else {}
+    planned = cfg.get("epochs")
+    final = r.final or {}
+    ran, steps = final.get("epochs_done"), final.get("step")
+    if ran is None:
+        return "" if planned is None else str(planned)
+    if planned is None or ran >= planned:
+        return str(ran)
+    return f"{ran} of {planned}" + (f" ({steps} steps)" if steps else "")
+
+
 def run_row(r: Run, *, icons: bool = True) -> dict[str, Any]:
     """One flat row: numbers stay numbers (sortable); `icons` puts a symbol before the status."""
     cfg = r.config if isinstance(r.config, dict) else {}
@@ -50,7 +64,7 @@ def run_row(r: Run, *, icons: bool = True) -> dict[str, Any]:
         "kind": run_kind(r), "name": r.name or "", "model": str(cfg.get("model", "")),
         "blocks": "-".join(map(str, kwargs["blocks"])) if "blocks" in kwargs else "",
         "dataset": str(cfg.get("dataset", "")), "memory": str(cfg.get("memory", "")),
-        "epochs": cfg.get("epochs"), "batch": cfg.get("batch_size"),
+        "epochs": epochs_text(r), "batch": cfg.get("batch_size"),
         "best test acc %": _percent(r.best_test_acc),
         "final test acc %": _percent(r.final_test_acc),
         "created": when(r.created_at), "started": when(r.started_at),
