@@ -5,7 +5,7 @@ import streamlit as st
 from lab.cli.models import model_rows
 from lab.figures.home import memory_vs_depth
 from lab.runs import jobs
-from lab.views.home import launch_default_run, run_rows, scaling_payload
+from lab.views.home import launch_default_run, scaling_payload, sections
 from lab.views.tables import cells
 
 st.set_page_config(page_title="revlab", layout="wide")  # before any element
@@ -21,18 +21,10 @@ jobs.reconcile()  # cheap: dead runs show as stale, queued ones start
 
 left, right = st.columns([3, 2])
 with left:
-    st.header("Latest runs")
     if st.button("Train the default model", type="primary", key="train_default",
                  help="a small Hamiltonian network on the embedded digits; about 10-30 s on a "
                       "laptop CPU"):
         st.switch_page("pages/1_Train.py", query_params={"run": launch_default_run()})
-    runs = run_rows(limit=10)
-    if runs:
-        st.dataframe(cells(runs), hide_index=True, width="stretch", key="latest_runs")
-        st.page_link("pages/2_Runs.py", label="All runs, curves and comparisons")
-    else:
-        st.info("No runs yet. Press the button above, or start one with `python -m lab train` "
-                "(default: a small Hamiltonian network on the embedded digits dataset).")
     st.caption("Runs are processes of their own: they keep training when you close the browser "
                "or stop the app, and show up here again when it restarts. Stop them with "
                "`python -m lab cancel RUN`, or all at once with `python -m lab cancel --all`.")
@@ -42,10 +34,33 @@ with right:
         st.plotly_chart(memory_vs_depth(payload), key="home_scaling")
         st.caption("Measured with `" + payload.get("command", "python -m lab bench scaling")
                    + "` (docs/bench/scaling-cpu.md): the reversible backward keeps the same "
-                   "memory at 1202 layers as at 14.")
+                   "memory at 1202 layers as at 14. **standard**: every activation kept · "
+                   "**checkpoint**: recomputed per block · **reversible**: rebuilt from each "
+                   "segment's output.")
     else:
         st.info("No recorded benchmark: run `python -m lab bench scaling --tag cpu` to draw "
                 "activation memory against depth here.")
+
+tables = sections(limit=10)  # training runs; sweeps and experiments apart
+st.header("Latest runs")
+if tables["runs"]:
+    st.dataframe(cells(tables["runs"]), hide_index=True, width="stretch", key="latest_runs")
+    st.page_link("pages/2_Runs.py", label="All runs, curves and comparisons")
+else:
+    st.info("No training runs yet. Press the button above, or start one with `python -m lab "
+            "train` (default: a small Hamiltonian network on the embedded digits dataset).")
+if tables["sweeps"] or tables["experiments"]:
+    sweeps_col, exps_col = st.columns(2)
+    if tables["sweeps"]:
+        sweeps_col.subheader("Depth sweeps")
+        sweeps_col.dataframe(cells(tables["sweeps"]), hide_index=True, width="stretch",
+                             key="latest_sweeps")
+        sweeps_col.page_link("pages/3_Depth_lab.py", label="Open them in the Depth lab")
+    if tables["experiments"]:
+        exps_col.subheader("Experiments")
+        exps_col.dataframe(cells(tables["experiments"]), hide_index=True, width="stretch",
+                           key="latest_experiments")
+        exps_col.page_link("pages/6_Experiments.py", label="Their results on Experiments")
 
 st.header("Models")
 st.dataframe(st.cache_data(model_rows)(), hide_index=True, width="stretch", key="models")

@@ -71,3 +71,23 @@ def test_entry_switches_to_pages(lab_home, page, title):
     at.switch_page(page).run()
     assert not at.exception
     assert at.title[0].value == title
+
+
+def test_home_keeps_sweeps_and_experiments_apart_and_has_no_empty_marks(lab_home):
+    with Store(lab_home) as store:
+        run_id = store.create_run({"model": "hamiltonian", "dataset": "digits", "epochs": 3},
+                                  status="running")
+        store.finish(run_id, "failed", reason="boom")  # no accuracy, no final epochs
+        sweep = store.create_run({"kind": "depth-sweep", "family": "hamiltonian"},
+                                 name="a sweep", worker="lab.sweeps.worker", status="running")
+        store.finish(sweep, "completed")
+    at = AppTest.from_file("../streamlit_app.py", default_timeout=60).run()
+    assert not at.exception, at.exception
+    runs, sweeps = at.dataframe[0].value, at.dataframe[1].value
+    assert list(runs["run"]) == [run_id] and list(sweeps["sweep"]) == [sweep]
+    assert "dataset" not in sweeps.columns  # no "None" dataset for a sweep
+    assert [s.value for s in at.subheader] == ["Depth sweeps"]
+    for frame in (runs, sweeps):
+        bad = [(c, v) for c in frame.columns for v in frame[c]
+               if v is None or (isinstance(v, float) and v != v) or str(v) in ("None", "nan")]
+        assert not bad, bad

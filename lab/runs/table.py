@@ -15,8 +15,9 @@ from lab.runs.store import DEFAULT_WORKER, Run
 TIME_FORMAT = "%Y-%m-%d %H:%M"  # local time, every table of runs
 STATUS_ICONS = {"queued": "⏳", "running": "▶️", "completed": "✅", "failed": "❌",
                 "interrupted": "⏸️", "cancelled": "⏹️", "stale": "⚠️"}
+# what fits the Home page at 1400 px (the Runs page shows every column, reasons included)
 HOME_COLUMNS = ("run", "status", "name", "model", "dataset", "memory", "epochs",
-                "best test acc %", "final test acc %", "started", "duration s", "reason")
+                "final test acc %", "started", "duration s")
 # `python -m lab runs`: row key -> header
 CLI_COLUMNS = {"run": "ID", "status": "STATUS", "model": "MODEL", "dataset": "DATASET",
                "epochs": "EPOCHS", "best test acc %": "BEST ACC",

@@ -11,9 +11,33 @@ from lab.runs.table import HOME_COLUMNS
 
 
 def run_rows(home: str | None = None, limit: int = 50) -> list[dict]:
-    """Newest runs first: the runs table's Home columns (lab.runs.table)."""
+    """Newest training runs first (not sweeps, not an experiment's runs): the runs table's Home
+    columns (lab.runs.table)."""
+    return sections(home, limit)["runs"]
+
+
+def sections(home: str | None = None, limit: int = 10) -> dict[str, list[dict]]:
+    """Home's three tables, newest first: ``runs`` (training runs of no experiment),
+    ``sweeps`` (the Depth lab's) and ``experiments`` (grids of runs, with their runs' statuses).
+    """
     with Store(home) as store:
-        return table.run_rows(store.list_runs(limit=limit), HOME_COLUMNS)
+        runs = store.list_runs()
+        exps = store.list_experiments()
+    train = [r for r in runs if table.run_kind(r) == "train" and not r.experiment]
+    sweeps = [r for r in runs if table.run_kind(r) == "depth-sweep"]
+    out_sweeps = [{"sweep": r.id, "status": table.run_row(r)["status"], "name": r.name or "",
+                   "started": table.when(r.started_at),
+                   "duration s": None if r.duration is None else round(r.duration, 1)}
+                  for r in sweeps[:limit]]
+    out_exps = []
+    for e in exps[:limit]:
+        mine = [r.status for r in runs if r.experiment == e.id]
+        counts = {s: mine.count(s) for s in dict.fromkeys(mine)}
+        out_exps.append({"experiment": e.id, "name": e.name, "runs": len(mine),
+                         "statuses": ", ".join(f"{n} {s}" for s, n in counts.items()),
+                         "created": table.when(e.created_at)})
+    return {"runs": table.run_rows(train[:limit], HOME_COLUMNS), "sweeps": out_sweeps,
+            "experiments": out_exps}
 
 
 # the benchmark the home page plots (written by `python -m lab bench scaling --tag cpu`)
