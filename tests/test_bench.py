@@ -3,6 +3,7 @@
 import importlib
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,8 +80,9 @@ def test_suite_writes_json_md_html(suite, options, tmp_path, in_process):
     assert payload["machine"]["torch"] == torch.__version__
     assert payload["rows"] and all(r.get("step_s", 0) > 0 for r in payload["rows"]
                                    if not r.get("notes"))
-    # self-contained: plotly.js inlined, nothing fetched from a CDN
-    assert "Plotly.newPlot" in html and '<script src="http' not in html and len(html) > 1_000_000
+    # plotly.js from the one file beside it, nothing fetched from a CDN
+    assert "Plotly.newPlot" in html and '<script src="http' not in html and len(html) < 200_000
+    assert 'src="plotly.min.js"' in html and (tmp_path / "plotly.min.js").stat().st_size > 1e6
     if suite == "peers":
         _check_peers_payload(payload)
     if suite == "scaling":
@@ -287,3 +289,12 @@ def test_targets_verdicts():
 def test_figure_of_unknown_payload_is_a_value_error():
     with pytest.raises(ValueError, match="no figure for benchmark 'nope'"):
         figures.figure({"benchmark": "nope"})
+
+
+@pytest.mark.parametrize("suite", ["budget", "modes", "peers", "scaling"])
+def test_every_recorded_benchmark_draws_from_its_json(suite):
+    """docs/bench/<suite>-cpu.html is rebuilt from its .json by lab.figures.bench alone."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "bench" / f"{suite}-cpu.json"
+    fig = figures.figure(json.loads(path.read_text()))
+    assert fig.data and fig.layout.template.layout.paper_bgcolor == "white"
+    assert fig.layout.annotations[-1].text.startswith("python -m lab bench " + suite)

@@ -6,8 +6,16 @@ import plotly.graph_objects as go
 import pytest
 from plotly.subplots import make_subplots
 
-from lab.figures import FEW_POINTS, TITLE_TOP, finish, log_ticks, tick_label, tidy, to_html
 from lab.figures.runs import Trace, curves_figure, live_figures, overlay_figure
+from lab.figures.style import (
+    FEW_POINTS,
+    TITLE_TOP,
+    finish,
+    log_ticks,
+    tick_label,
+    tidy,
+    to_html,
+)
 from lab.runs.live import LiveRun
 from lab.runs.store import Store
 
@@ -90,7 +98,40 @@ def test_the_title_sits_below_the_toolbar_row():
 
 def test_an_export_that_loads_plotly_from_the_app_is_small():
     fig = finish(go.Figure(go.Scatter(x=list(range(2000)), y=np.random.rand(2000))), title="t")
-    small = to_html(fig, plotlyjs_url="http://127.0.0.1:8501/app/static/plotly.min.js")
+    small = to_html(fig, plotlyjs="http://127.0.0.1:8501/app/static/plotly.min.js")
     assert len(small.encode()) < 200_000
     assert 'src="http://127.0.0.1:8501/app/static/plotly.min.js"' in small
     assert len(to_html(fig).encode()) > 3_000_000  # the CLI's self-contained file inlines it
+
+
+def test_recorded_figures_share_one_plotly_js(tmp_path, monkeypatch):
+    from lab.figures import style
+
+    docs = tmp_path / "docs"
+    monkeypatch.setattr(style, "DOCS", docs)
+    fig = finish(go.Figure(go.Scatter(x=[1, 2], y=[3, 4])), title="t")
+    bench, experiment = docs / "bench" / "a.html", docs / "experiments" / "b.html"
+    for page in (bench, experiment):
+        page.parent.mkdir(parents=True)
+    small = to_html(fig, bench, plotlyjs="directory")
+    two = to_html([fig, fig], experiment, title="Two figures", plotlyjs="directory")
+    assert 'src="../plotly.min.js"' in small and len(small.encode()) < 200_000
+    assert two.count('src="../plotly.min.js"') == 1 and two.count("Plotly.newPlot") == 2
+    assert "<h1" in two and bench.read_text() == small
+    assert (docs / "plotly.min.js").stat().st_size > 3_000_000  # one copy for both folders
+    assert not (bench.parent / "plotly.min.js").exists()
+    elsewhere = tmp_path / "out" / "c.html"  # outside docs/: the file goes beside the page
+    elsewhere.parent.mkdir()
+    assert 'src="plotly.min.js"' in to_html(fig, elsewhere, plotlyjs="directory")
+    assert (elsewhere.parent / "plotly.min.js").exists()
+    with pytest.raises(ValueError, match="needs the path"):
+        to_html(fig, plotlyjs="directory")
+    with pytest.raises(ValueError, match="'inline', 'directory'"):
+        to_html(fig, plotlyjs="cdn")
+
+
+def test_a_log_axis_of_bars_is_labelled_in_full_too():
+    fig = go.Figure(go.Bar(x=["74 layers", "218 layers"], y=[20.0, 2900.0]))
+    fig.update_yaxes(type="log")
+    tidy(fig)
+    assert fig.layout.yaxis.tickmode == "array" and "1k" in fig.layout.yaxis.ticktext

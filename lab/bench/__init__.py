@@ -1,7 +1,8 @@
 """Benchmarks: `python -m lab bench [modes|peers|scaling] [options]`; results go to docs/bench/.
 
 Each suite writes <suite>[-<tag>].json (the payload, with machine and command), .md (tables)
-and .html (a self-contained plotly figure built by lab.figures.bench from the payload).
+and .html (its plotly figure, built by lab.figures.bench from the payload; plotly.js is one
+shared plotly.min.js file: see lab.figures.style.to_html).
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     out = Path(args.out)
     paths = save_results(out, stem, payload, md)
-    from lab.figures.bench import figure, write_html  # plotly only when saving
+    from lab.figures.bench import figure  # plotly only when saving
+    from lab.figures.style import to_html
 
     build = getattr(SUITES[suite], "figure", figure)  # a suite may draw its own figure
-    paths.append(write_html(build(payload), out / f"{stem}.html"))
+    paths.append(out / f"{stem}.html")
+    to_html(build(payload), paths[-1], plotlyjs="directory")
     for path in paths:
         print(f"saved {path}")
     return 0

@@ -189,28 +189,3 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
         md += (f"\n\n`torch.compile` vs eager, {args.compile_blocks} blocks per stage:\n\n"
                + markdown_table(compiled, COMPILE_COLUMNS))
     return payload, md
-
-
-def figure(payload: dict):
-    """Saved MiB against the budget, and step time relative to standard, per budget."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from lab.figures.bench import _layout
-
-    rows = [r for r in payload["rows"] if r["mode"] == "budget"]
-    ref = {r["mode"]: r for r in payload["rows"] if r["mode"] != "budget"}
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        "saved-for-backward MiB vs budget", "step time vs standard"))
-    xs = [r["budget_mib"] for r in rows]
-    fig.add_trace(go.Scatter(x=xs, y=[r["saved_mib"] for r in rows], mode="lines+markers",
-                             name="budget: saved MiB"), 1, 1)
-    fig.add_trace(go.Scatter(x=xs, y=xs, mode="lines", name="the budget",
-                             line=dict(dash="dash")), 1, 1)
-    fig.add_trace(go.Scatter(x=xs, y=[r["vs_standard"] for r in rows], mode="lines+markers",
-                             name="budget: time vs standard"), 1, 2)
-    for mode, r in ref.items():
-        fig.add_trace(go.Scatter(x=[xs[0], xs[-1]], y=[r["vs_standard"]] * 2, mode="lines",
-                                 name=f"{mode}", line=dict(dash="dot")), 1, 2)
-    fig.update_xaxes(title_text="budget MiB")
-    return _layout(fig, payload, "Budget memory mode")

@@ -39,7 +39,7 @@ def stem(name: str) -> str:
 def write_report(store: Store, results: Results, out: Path, *, command: str,
                  seconds: float | None = None) -> Path:
     """``<name>.md`` (setup, grouped table, comparisons), ``<name>.json`` and ``<name>.html``."""
-    from lab.figures.experiments import page_html
+    from lab.figures.style import to_html
 
     out.mkdir(parents=True, exist_ok=True)
     base = out / stem(results.experiment.name)
@@ -82,6 +82,6 @@ def write_report(store: Store, results: Results, out: Path, *, command: str,
                                "metric": metric, "command": command, "seconds": seconds,
                                "progress": progress, **results.to_json()}
     base.with_suffix(".json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    base.with_suffix(".html").write_text(
-        page_html(figures(results), f"Experiment {results.experiment.name}"), encoding="utf-8")
+    to_html(figures(results), base.with_suffix(".html"),
+            title=f"Experiment {results.experiment.name}", plotlyjs="directory")
     return base.with_suffix(".md")

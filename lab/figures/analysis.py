@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from lab.figures import PALETTE, color, finish
+from lab.figures.style import PALETTE, color, finish
 
 
 def _pca2(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,31 +1,20 @@
 """Plotly figures built from the benchmarks' saved JSON payloads (docs/bench/*.json).
 
 Each builder takes the payload dict that ``python -m lab bench <suite>`` saved and returns a
-``plotly.graph_objects.Figure``; the CLI writes it as self-contained HTML and a Streamlit page
-can show the same figure with ``st.plotly_chart(figure(json.loads(path.read_text())))``.
+``plotly.graph_objects.Figure`` in the lab's style (lab.figures.style): the CLI writes it with
+``style.to_html`` and a Streamlit page can show the same figure with
+``st.plotly_chart(figure(json.loads(path.read_text())))``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-# one colour per contender/mode, stable across figures
-COLORS = {
-    "standard": "#636efa", "checkpoint": "#00cc96", "reversible": "#ef553b",
-    "memcnn": "#ab63fa", "memcnn-coupling": "#ffa15a", "revlib": "#19d3f3",
-}
-_FALLBACK = ["#ff6692", "#b6e880", "#ff97ff", "#fecb52"]
-
-
-def _color(name: str, i: int) -> str:
-    if name.startswith("reversible-anchor"):
-        return "#c9302c"
-    return COLORS.get(name, _FALLBACK[i % len(_FALLBACK)])
+from lab.figures.style import color, finish
 
 
 def _where(payload: dict) -> str:
@@ -35,13 +24,14 @@ def _where(payload: dict) -> str:
     return " | ".join(bits + ([peers] if peers else []) + [m.get("date", "")])
 
 
-def _layout(fig: go.Figure, payload: dict, title: str) -> go.Figure:
+def layout(fig: go.Figure, payload: dict, title: str) -> go.Figure:
+    """The lab's layout for a benchmark: the title over the machine it ran on, the command
+    under the plot, the legend at the right."""
+    finish(fig, title=f"{title}<br><sup>{_where(payload)}</sup>", height=520,
+           uirevision=payload.get("benchmark") or "bench")
+    fig.update_layout(barmode="group", legend_title_text="", margin=dict(t=110, b=90),
+                      legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top"))
     command = payload.get("command", "")
-    fig.update_layout(
-        title=dict(text=f"{title}<br><sup>{_where(payload)}</sup>"),
-        barmode="group", template="plotly_white", height=520, legend_title_text="",
-        margin=dict(t=110, b=90), uirevision=payload.get("benchmark"),
-    )
     if command:
         fig.add_annotation(text=command, xref="paper", yref="paper", x=0, y=-0.2,
                            showarrow=False, xanchor="left",
@@ -66,7 +56,7 @@ def _grouped_bars(fig: go.Figure, rows: list[dict], series_key: str,
         for col, (key, _, _) in enumerate(panels, start=1):
             fig.add_trace(go.Bar(
                 x=x, y=[r.get(key) for r in mine], name=name, legendgroup=name,
-                showlegend=col == 1, marker_color=_color(name, i),
+                showlegend=col == 1, marker_color=color(name, i),
                 customdata=[r.get("notes") or "" for r in mine],
                 hovertemplate=f"{name}<br>%{{x}}<br>%{{y:.4g}}<br>%{{customdata}}<extra></extra>",
             ), row=1, col=col)
@@ -74,28 +64,31 @@ def _grouped_bars(fig: go.Figure, rows: list[dict], series_key: str,
         fig.update_yaxes(title_text=unit, row=1, col=col)
 
 
+def _three_panels(payload: dict, series_key: str, panels: list[tuple[str, str, str]],
+                  log_cols: tuple[int, ...], title: str) -> go.Figure:
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t, _ in panels])
+    _grouped_bars(fig, payload["rows"], series_key, panels)
+    for col in log_cols:
+        fig.update_yaxes(type="log", row=1, col=col)
+    return layout(fig, payload, title)
+
+
 def modes_figure(payload: dict) -> go.Figure:
     """Step time, saved MiB and peak-over-start MiB of the memory modes per depth."""
-    panels = [("step_s", "training step (median)", "s"),
-              ("saved_mib", "saved for backward", "MiB"),
-              ("peak_over_start_mib", "peak over start", "MiB")]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t, _ in panels])
-    _grouped_bars(fig, payload["rows"], "mode", panels)
-    fig.update_yaxes(type="log", row=1, col=2)
     family = payload.get("family", "hamiltonian").capitalize()
-    return _layout(fig, payload, f"Memory modes of a {family} network")
+    return _three_panels(payload, "mode", [("step_s", "training step (median)", "s"),
+                                           ("saved_mib", "saved for backward", "MiB"),
+                                           ("peak_over_start_mib", "peak over start", "MiB")],
+                         (2,), f"Memory modes of a {family} network")
 
 
 def peers_figure(payload: dict) -> go.Figure:
     """Step time, held activation MiB and peak-over-start MiB of every contender per depth."""
-    panels = [("step_s", "training step (median)", "s"),
-              ("held_mib", "held for backward (allocator)", "MiB"),
-              ("peak_over_start_mib", "peak over start", "MiB")]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t, _ in panels])
-    _grouped_bars(fig, payload["rows"], "contender", panels)
-    fig.update_yaxes(type="log", row=1, col=2)
-    fig.update_yaxes(type="log", row=1, col=3)
-    return _layout(fig, payload, "Same Hamiltonian blocks: our memory modes vs memcnn and RevLib")
+    return _three_panels(payload, "contender",
+                         [("step_s", "training step (median)", "s"),
+                          ("held_mib", "held for backward (allocator)", "MiB"),
+                          ("peak_over_start_mib", "peak over start", "MiB")],
+                         (2, 3), "Same Hamiltonian blocks: our memory modes vs memcnn and RevLib")
 
 
 def scaling_figure(payload: dict) -> go.Figure:
@@ -107,12 +100,12 @@ def scaling_figure(payload: dict) -> go.Figure:
         "training step (median)"])
     for i, mode in enumerate(_series(rows, "mode")):
         mine = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["depth"])
-        color = _color(mode, i)
+        line_color = color(mode, i)
         for col, key in ((1, metric), (2, "step_s")):
             fig.add_trace(go.Scatter(
                 x=[r["depth"] for r in mine], y=[r.get(key) for r in mine], name=mode,
                 legendgroup=mode, showlegend=col == 1, mode="lines+markers",
-                line=dict(color=color)), row=1, col=col)
+                line=dict(color=line_color)), row=1, col=col)
         fit = fits.get(mode, {})
         if fit.get("slope_mib") and mine:
             # the linear fit in blocks per stage, drawn out to where it crosses the budget
@@ -122,7 +115,7 @@ def scaling_figure(payload: dict) -> go.Figure:
             ys = [fit["intercept_mib"] + fit["slope_mib"] * fit_blocks(payload, d) for d in xs]
             fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{mode} (linear fit)", legendgroup=mode,
                                      showlegend=False, mode="lines",
-                                     line=dict(color=color, dash="dot")), row=1, col=1)
+                                     line=dict(color=line_color, dash="dot")), row=1, col=1)
     fig.add_hline(y=budget, line=dict(color="grey", dash="dash"), row=1, col=1)
     # on a log axis plotly.js takes a shape's y as data but an annotation's as log10(y)
     fig.add_annotation(text=f"budget {budget:g} MiB", x=0, xref="x domain", y=math.log10(budget),
@@ -131,7 +124,7 @@ def scaling_figure(payload: dict) -> go.Figure:
     fig.update_yaxes(type="log", title_text="MiB", row=1, col=1)
     fig.update_yaxes(title_text="s", row=1, col=2)
     family = payload.get("family", "hamiltonian").capitalize()
-    return _layout(fig, payload, f"Depth scaling of the memory modes ({family})")
+    return layout(fig, payload, f"Depth scaling of the memory modes ({family})")
 
 
 def fit_blocks(payload: dict, layers: float) -> float:
@@ -144,8 +137,29 @@ def fit_blocks(payload: dict, layers: float) -> float:
     return (layers - 2) / (per_block * payload["stages"])
 
 
+def budget_figure(payload: dict) -> go.Figure:
+    """Saved MiB against the budget, and step time relative to standard, per budget."""
+    rows = [r for r in payload["rows"] if r["mode"] == "budget"]
+    ref = {r["mode"]: r for r in payload["rows"] if r["mode"] != "budget"}
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        "saved-for-backward MiB vs budget", "step time vs standard"))
+    xs = [r["budget_mib"] for r in rows]
+    fig.add_trace(go.Scatter(x=xs, y=[r["saved_mib"] for r in rows], mode="lines+markers",
+                             name="budget: saved MiB"), 1, 1)
+    fig.add_trace(go.Scatter(x=xs, y=xs, mode="lines", name="the budget",
+                             line=dict(dash="dash")), 1, 1)
+    fig.add_trace(go.Scatter(x=xs, y=[r["vs_standard"] for r in rows], mode="lines+markers",
+                             name="budget: time vs standard"), 1, 2)
+    for mode, r in ref.items():
+        fig.add_trace(go.Scatter(x=[xs[0], xs[-1]], y=[r["vs_standard"]] * 2, mode="lines",
+                                 name=f"{mode}", line=dict(dash="dot")), 1, 2)
+    fig.update_xaxes(title_text="budget MiB")
+    return layout(fig, payload, "Budget memory mode")
+
+
 FIGURES: dict[str, Callable[[dict], go.Figure]] = {
     "modes": modes_figure, "peers": peers_figure, "scaling": scaling_figure,
+    "budget": budget_figure,
 }
 
 
@@ -155,9 +169,3 @@ def figure(payload: dict) -> go.Figure:
     if kind not in FIGURES:
         raise ValueError(f"no figure for benchmark {kind!r}; known: {', '.join(FIGURES)}")
     return FIGURES[kind](payload)
-
-
-def write_html(fig: go.Figure, path: Path) -> Path:
-    """Self-contained HTML (plotly.js inlined: opens offline; kaleido does not work here)."""
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
-    return path

@@ -7,7 +7,7 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lab.figures import color, finish
+from lab.figures.style import color, finish
 
 _MEMORY_TITLES = {"held_mib": "activation memory held for backward",
                   "saved_mib": "activation memory saved by autograd"}

@@ -10,7 +10,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from lab.figures import color, finish
+from lab.figures.style import color, finish
 
 LINE_AXES = ("family", "model")  # one line per value of this axis, when the grid has it
 
@@ -105,14 +105,3 @@ def parallel_coordinates(results: Any, *, uirevision: str = "experiment") -> go.
                            yref="paper", x=0.5, y=0.5)
     return finish(fig, title=f"{results.experiment.name}: every completed run "
                   f"({len(done)} of {len(results.points)})", uirevision=uirevision)
-
-
-def page_html(figures: Sequence[go.Figure], title: str) -> str:
-    """Several figures in one self-contained HTML document (plotly.js inlined once)."""
-    import html
-
-    parts = [fig.to_html(include_plotlyjs=i == 0, full_html=False)
-             for i, fig in enumerate(figures)]
-    return ("<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>"
-            f"{html.escape(title)}</title></head>\n<body>\n<h1 style=\"font-family:sans-serif\">"
-            f"{html.escape(title)}</h1>\n" + "\n".join(parts) + "\n</body>\n</html>\n")

@@ -6,7 +6,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from lab.figures import color, finish
+from lab.figures.style import color, finish
 
 MODES = ("standard", "checkpoint", "reversible")
 

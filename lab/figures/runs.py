@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from lab.figures import color, finish, tidy
+from lab.figures.style import color, finish, tidy
 from lab.runs.live import MAX_POINTS, LiveRun
 
 MIB = 1024 * 1024

@@ -200,6 +200,6 @@ def figures(res: rs.Results, x: str) -> tuple[Any, Any]:
 
 def figures_html(res: rs.Results, x: str) -> str:
     """Both figures in one self-contained HTML file (the page's download)."""
-    from lab.figures.experiments import page_html
+    from lab.figures.style import to_html
 
-    return page_html(list(figures(res, x)), f"Experiment {res.experiment.name} ({res.metric})")
+    return to_html(figures(res, x), title=f"Experiment {res.experiment.name} ({res.metric})")

@@ -125,7 +125,7 @@ def figure_html(fig: Any, page_url: str | None, base_path: str = "", port: int =
     ``page_url``: the page's address in the browser (``st.context.url``); when it is unknown
     (a script run without a browser), the app on 127.0.0.1 at ``port``.
     """
-    from lab.figures import plotly_js_file, to_html
+    from lab.figures.style import plotly_js_file, to_html
 
     url = static_url(page_url or f"http://127.0.0.1:{port}/", base_path)
-    return to_html(fig, plotlyjs_url=url + plotly_js_file(STATIC))
+    return to_html(fig, plotlyjs=url + plotly_js_file(STATIC))
