@@ -188,14 +188,7 @@ def panel(rid: str, other: str | None, active: bool) -> None:
                 actions.end(actions.cancel([lv.run_id for lv in lives if lv.run is not None
                                             and lv.run.active]))
         else:  # an ended run: resume it (where it can be) or delete it, here as on Runs
-            b1, b2, b3, _ = st.columns([1, 1, 1, 3])
-            if actions.resumable(run.status) and b1.button("Resume", key=f"resume-{rid}",
-                                                           type="primary"):
-                actions.end(actions.resume(rid))
-            sure = b2.checkbox("Yes, delete it", key=f"sure-{rid}",
-                               help="deletes the run, its metrics and its folder")
-            if b3.button("Delete", key=f"delete-{rid}", disabled=not sure):
-                actions.end(actions.delete(rid))
+            actions.ended_run_buttons(rid, run.status)
     except (jobs.JobError, LookupError, ValueError) as e:
         st.error(f"{e}")
     if other and lives[0].run is not None:

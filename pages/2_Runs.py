@@ -112,7 +112,7 @@ for run_id in selected:
             csv = runs_view.metrics_csv(store, run_id)
         if run.status in ("failed", "stale", "interrupted", "cancelled") or tail:
             st.code(tail or "(the log is empty)", language="text")
-        a1, a2, a3, a4 = st.columns(4)
+        a1, a2, a3, _ = st.columns(4, vertical_alignment="center")
         a1.download_button("Metrics CSV", csv, file_name=f"{run_id}-metrics.csv",
                            mime="text/csv", key=f"csv-{run_id}")
         if run_kind(run) == "depth-sweep":
@@ -121,15 +121,9 @@ for run_id in selected:
         else:
             a2.page_link("pages/1_Train.py", label="Watch on Train", query_params={"run": run_id})
         try:
-            if run.active:
-                if a3.button("Cancel", key=f"cancel-{run_id}"):
-                    actions.end(actions.cancel([run_id]))
-            else:
-                if actions.resumable(run.status) and a3.button("Resume", key=f"resume-{run_id}"):
-                    actions.end(actions.resume(run_id))
-                sure = a4.checkbox("Yes, delete it", key=f"sure-{run_id}",
-                                   help="deletes the run, its metrics and its folder")
-                if a4.button("Delete", key=f"delete-{run_id}", disabled=not sure):
-                    actions.end(actions.delete(run_id))
+            if run.active and a3.button("Cancel", key=f"cancel-{run_id}"):
+                actions.end(actions.cancel([run_id]))
         except (jobs.JobError, LookupError, ValueError) as e:
             st.error(f"{e}")
+        if not run.active:  # Resume (where it can) and Delete, as on every page showing the run
+            actions.ended_run_buttons(run_id, run.status)

@@ -79,14 +79,10 @@ def show_sweep(run_id: str, budget: float) -> None:
             if st.button("Cancel sweep", key="cancel_sweep"):
                 actions.end(actions.cancel([v.run.id]))
         else:
-            a1, a2, a3, _ = st.columns([2, 1, 1, 2])
-            if actions.resumable(v.run.status) and a1.button(
-                    "Resume sweep (keeps finished depths)", key="resume_sweep"):
-                actions.end(actions.resume(v.run.id), select={"sweep_pick": v.run.id})
-            sure = a2.checkbox("Yes, delete it", key=f"sure-{v.run.id}",
-                               help="deletes the sweep, its measurements and its folder")
-            if a3.button("Delete sweep", key="delete_sweep", disabled=not sure):
-                actions.end(actions.delete(v.run.id))
+            actions.ended_run_buttons(v.run.id, v.run.status, noun="sweep",
+                                      resume_label="Resume sweep (keeps finished depths)",
+                                      delete_label="Delete sweep",
+                                      select={"sweep_pick": v.run.id})
     except (jobs.JobError, LookupError, ValueError) as e:
         st.error(f"{e}")
     if not v.rows:

@@ -150,3 +150,26 @@ def begin() -> None:
     if flash:
         message, icon = flash
         st.toast(message, icon=icon, duration="long")
+
+
+def ended_run_buttons(run_id: str, status: str, *, noun: str = "run",
+                      resume_label: str = "Resume", delete_label: str = "Delete",
+                      select: Mapping[str, Any] | None = None) -> None:
+    """One row for an ended run, the same on every page that shows one: Resume (where the
+    status allows it) and Delete (after a "Yes, delete it" tick), each ending in :func:`end`.
+    Keys: ``resume-<id>``, ``sure-<id>``, ``delete-<id>``."""
+    import streamlit as st
+
+    can_resume = resumable(status)
+    cols = iter(st.columns([2, 1, 1, 2] if can_resume else [1, 1, 4],
+                           vertical_alignment="center"))
+    try:
+        if can_resume and next(cols).button(resume_label, key=f"resume-{run_id}",
+                                            type="primary"):
+            end(resume(run_id), select=select)
+        sure = next(cols).checkbox("Yes, delete it", key=f"sure-{run_id}",
+                                   help=f"deletes the {noun}, its metrics and its folder")
+        if next(cols).button(delete_label, key=f"delete-{run_id}", disabled=not sure):
+            end(delete(run_id))
+    except (jobs.JobError, LookupError, ValueError) as e:
+        st.error(f"{e}")
