@@ -135,3 +135,15 @@ def test_a_log_axis_of_bars_is_labelled_in_full_too():
     fig.update_yaxes(type="log")
     tidy(fig)
     assert fig.layout.yaxis.tickmode == "array" and "1k" in fig.layout.yaxis.ticktext
+
+
+def test_a_long_title_wraps_instead_of_running_off_the_figure():
+    from lab.figures.style import TITLE_CHARS, wrap_title
+
+    title = "Trajectory through the blocks (forward only: no inverse)"
+    lines = wrap_title(title)
+    assert len(lines) == 2 and all(len(line) <= TITLE_CHARS for line in lines)
+    assert " ".join(lines) == title
+    fig = finish(go.Figure(), title=title)
+    assert fig.layout.title.text == "<br>".join(lines)
+    assert fig.layout.margin.t > finish(go.Figure(), title="short").layout.margin.t

@@ -40,17 +40,32 @@ def finish(fig: go.Figure, *, title: str | None = None, uirevision: str = "lab",
     the top ~30 px, right-aligned), so a long title never runs under the buttons. Then
     :func:`tidy` applies the rules every figure follows (markers, log-axis labels).
     """
+    lines = wrap_title(title) if title else []
     fig.update_layout(template="plotly_white", height=height, uirevision=uirevision,
-                      margin=dict(t=TITLE_TOP + 50 if title else 40, b=40, l=50, r=20),
+                      margin=dict(t=TITLE_TOP + 30 + 20 * len(lines) if lines else 40, b=40,
+                                  l=50, r=20),
                       legend=dict(orientation="h", y=-0.15))
-    if title:
-        fig.update_layout(title=dict(text=title, x=0, xref="paper", xanchor="left",
-                                     y=1, yref="container", yanchor="top",
+    if lines:
+        fig.update_layout(title=dict(text="<br>".join(lines), x=0, xref="paper",
+                                     xanchor="left", y=1, yref="container", yanchor="top",
                                      pad=dict(t=TITLE_TOP), font=dict(size=16)))
     return tidy(fig)
 
 
 TITLE_TOP = 34   # px from the top of the figure to its title: the toolbar's row stays clear
+TITLE_CHARS = 48  # a title line that fits a half-width chart at 1400 px (16 px font)
+
+
+def wrap_title(title: str, width: int = TITLE_CHARS) -> list[str]:
+    """The title in lines of at most ``width`` characters, broken at spaces (plotly never wraps
+    a title: it cuts it at the figure's edge)."""
+    lines: list[str] = []
+    for word in title.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
 FEW_POINTS = 20  # a line with this many points or fewer also gets markers (plotly's own rule)
 
 
