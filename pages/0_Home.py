@@ -6,8 +6,10 @@ from lab.cli.models import model_rows
 from lab.figures.home import memory_vs_depth
 from lab.runs import jobs
 from lab.views.home import launch_default_run, scaling_payload, sections
+from lab.views.navigation import entry_first
 from lab.views.tables import cells
 
+entry_first()  # a deep link to a fresh server: the entry runs first
 st.set_page_config(page_title="revlab", layout="wide")  # before any element
 st.title("revlab: reversible, ODE-inspired deep networks")
 st.markdown(

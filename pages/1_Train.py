@@ -10,7 +10,9 @@ from lab.runs.store import Store
 from lab.runs.table import run_kind
 from lab.views import actions
 from lab.views import train as train_form
+from lab.views.navigation import entry_first
 
+entry_first()  # a deep link to a fresh server: the entry runs first
 st.set_page_config(page_title="Train · revlab", layout="wide")
 st.title("Train")
 actions.begin()  # the message of the last action (launch, cancel, resume, delete)

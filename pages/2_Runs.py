@@ -9,8 +9,10 @@ from lab.runs.store import STATUSES, Store
 from lab.runs.table import run_kind, run_rows
 from lab.views import actions
 from lab.views import runs as runs_view
+from lab.views.navigation import entry_first
 from lab.views.tables import cells
 
+entry_first()  # a deep link to a fresh server: the entry runs first
 st.set_page_config(page_title="Runs · revlab", layout="wide")
 st.title("Runs")
 actions.begin()  # the message of the last action, and the selection it left

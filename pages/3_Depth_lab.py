@@ -8,8 +8,10 @@ from lab.runs import jobs
 from lab.runs.store import ACTIVE
 from lab.views import actions
 from lab.views import depth as depth_lab
+from lab.views.navigation import entry_first
 from lab.views.tables import cells
 
+entry_first()  # a deep link to a fresh server: the entry runs first
 st.set_page_config(page_title="Depth lab · revlab", layout="wide")
 st.title("Depth lab")
 st.caption("How activation memory and training-step time grow with depth in each memory mode. "

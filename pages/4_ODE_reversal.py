@@ -7,7 +7,9 @@ import streamlit as st
 from lab.figures import analysis as fig
 from lab.runs.store import Store
 from lab.views import ode as av
+from lab.views.navigation import entry_first
 
+entry_first()  # a deep link to a fresh server: the entry runs first
 st.set_page_config(page_title="ODE reversal · revlab", layout="wide")
 st.title("ODE reversal")
 st.caption("Each block is a step of an ODE. Forward, the image's state moves through the blocks; "

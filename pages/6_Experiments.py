@@ -7,7 +7,9 @@ from lab.experiments.grid import PRESETS
 from lab.runs import jobs
 from lab.runs.store import ACTIVE
 from lab.views import experiments as ev
+from lab.views.navigation import entry_first
 
+entry_first()  # a deep link to a fresh server: the entry runs first
 st.set_page_config(page_title="Experiments · revlab", layout="wide")
 st.title("Experiments")
 st.caption("A grid of runs: every combination of the axes' values, each trained once per seed, "

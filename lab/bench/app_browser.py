@@ -196,13 +196,13 @@ def _cancel_all(home: Path) -> None:
             jobs.cancel(run.id, store=store, grace=5)
 
 
-def measure_once(work: Path) -> dict:
+def measure_once(work: Path, launcher: bool = True) -> dict:
     """One fresh server and browser: seconds to the first page and to the first live point."""
     home = work / "lab_home"
     home.mkdir(parents=True)
     with browser(work / "profile") as b:
         page = b.context.new_page()
-        with serve(home) as server:
+        with serve(home, env={"LAB_LAUNCHER": "1" if launcher else "0"}) as server:
             page.goto(server.url + "/", wait_until="commit")
             page.get_by_role("heading", level=1).first.wait_for(timeout=60_000)
             first_page = time.monotonic() - server.up_at
@@ -210,7 +210,8 @@ def measure_once(work: Path) -> dict:
             wait_idle(page)
             button = page.get_by_role("button", name="Launch", exact=True)
             button.wait_for(timeout=60_000)
-            launcher_ready = _wait_launcher(home, server.up_at)  # a user reading the form
+            launcher_ready = (_wait_launcher(home, server.up_at)  # a user reading the form
+                              if launcher else None)
             clicked = time.monotonic()
             button.click()
             try:
@@ -249,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/bench", help="folder for app-<tag>.md/.json")
     p.add_argument("--tag", default="cpu")
     p.add_argument("--note", default="", help="a line about the machine's state (e.g. load)")
+    p.add_argument("--no-launcher", action="store_true",
+                   help="LAB_LAUNCHER=0: each run a fresh process (the figure before the warm "
+                   "launcher, for a comparison on the same machine)")
     args = p.parse_args(argv)
     if not chromium_available():
         print(f"{CHROMIUM} not found: install it (apt-get install -y chromium)", file=sys.stderr)
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="lab-app-bench-") as tmp:
-            runs.append(measure_once(Path(tmp)))
+            runs.append(measure_once(Path(tmp), launcher=not args.no_launcher))
         print(f"  run {i + 1}: first page {runs[-1]['first_page_s']:.2f} s, first live point "
               f"{runs[-1]['first_live_point_s']:.2f} s, launcher ready "
               f"{_fmt(runs[-1]['launcher_ready_s'])} s after server up", flush=True)
@@ -297,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
               "would; a click before that waits for it inside the launch. Requests leaving "
               "127.0.0.1 over all runs: "
               f"{sum(len(r['foreign_requests']) for r in runs)}."]
+    if args.no_launcher:
+        lines += ["", "Measured with `--no-launcher` (LAB_LAUNCHER=0): every run was a fresh "
+                  "Python process importing torch itself, for comparison."]
     (out / f"app-{args.tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

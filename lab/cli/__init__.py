@@ -117,7 +117,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             jobs.check_dataset(jobs.validate_config(config), download=args.download,
                                how=DOWNLOAD_HOW)
             if ddp:
-                run_id = jobs.launch(config, nproc=args.nproc or 1, name=args.name, store=store)
+                run_id = jobs.launch(config, nproc=1 if args.nproc is None else args.nproc,
+                                     name=args.name, store=store)
             elif args.detach:
                 run_id = jobs.launch(config, name=args.name, store=store)
                 print(f"run {run_id} is {store.require_run(run_id).status}; follow it with "

@@ -53,3 +53,29 @@ def favicon(size: int = 32):
     draw.rounded_rectangle((size - third - 3, 2, size - 3, size - 3), radius=3,
                            fill=(255, 127, 14, 255))
     return img
+
+
+def entry_first() -> None:
+    """Call first in every page file: make sure the entry (`streamlit_app.py`) runs.
+
+    With a `pages/` folder next to the entry, a fresh Streamlit server starts in its old
+    folder-scanning mode and stays there until some run calls `st.navigation`: a first visitor
+    who opens a page's URL (a bookmark, `/Train?run=ID`) gets that page file run directly,
+    without the entry's navigation, titles, tab icon and run launcher (AppTest runs an entry this
+    way on every rerun). This turns that mode off and runs the entry in this very run, which
+    opens the same page (widget values and query parameters kept), then ends this run. (Streamlit
+    1.67's `PagesManager.uses_pages_directory`; nothing happens where it is absent or already off,
+    as after the first run of a served app.)
+    """
+    import runpy
+
+    import streamlit as st
+
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
+    if getattr(PagesManager, "uses_pages_directory", None):
+        PagesManager.uses_pages_directory = False
+        runpy.run_path(str(REPO / "streamlit_app.py"), run_name="__main__")
+        st.stop()
