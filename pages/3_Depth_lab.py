@@ -8,10 +8,8 @@ from lab.runs import jobs
 from lab.runs.store import ACTIVE
 from lab.views import actions
 from lab.views import depth as depth_lab
-from lab.views.navigation import entry_first
 from lab.views.tables import cells
 
-entry_first()  # a deep link to a fresh server: the entry runs first
 st.set_page_config(page_title="Depth lab · revlab", layout="wide")
 st.title("Depth lab")
 st.caption("How activation memory and training-step time grow with depth in each memory mode. "
@@ -43,9 +41,8 @@ with st.expander("New sweep", expanded=not sweeps):
             run_id = depth_lab.launch_sweep(config)
         except (ValueError, TypeError) as e:
             st.error(str(e))
-        else:  # the URL and the picker name the new sweep (the picker kept the old one)
-            actions.end(actions.launched([run_id], "sweep", show={"sweep": run_id}),
-                        select={"sweep_pick": run_id})
+        else:  # the URL names the new sweep; the picker follows the URL
+            actions.end(actions.launched([run_id], "sweep", show={"sweep": run_id}))
 
 if not sweeps:
     st.info("No sweeps yet: choose a family and depths above and press **Run sweep**. "
@@ -54,10 +51,11 @@ if not sweeps:
 
 ids = [r.id for r in sweeps]
 labels = {r.id: f"{r.id} · {r.name} · {r.status}" for r in sweeps}  # statuses: the store's
-wanted = st.query_params.get("sweep")
-if st.session_state.get("sweep_pick") not in ids:  # e.g. a new URL, or a deleted sweep
-    st.session_state["sweep_pick"] = wanted if wanted in ids else ids[0]
-run_id = st.selectbox("Sweep", ids, format_func=labels.get, key="sweep_pick")
+wanted = st.query_params.get("sweep")  # the URL says which sweep is shown
+pick = actions.picker_key("sweep_pick", labels.values())  # a new picker when a label changes
+if pick not in st.session_state:
+    st.session_state[pick] = wanted if wanted in ids else ids[0]
+run_id = st.selectbox("Sweep", ids, format_func=labels.get, key=pick)
 if run_id != wanted:
     st.query_params["sweep"] = run_id
 budget = st.number_input("Memory budget: MiB of activations", min_value=0.1, value=256.0,
@@ -83,8 +81,7 @@ def show_sweep(run_id: str, budget: float) -> None:
         else:
             actions.ended_run_buttons(v.run.id, v.run.status, noun="sweep",
                                       resume_label="Resume sweep (keeps finished depths)",
-                                      delete_label="Delete sweep",
-                                      select={"sweep_pick": v.run.id})
+                                      delete_label="Delete sweep")
     except (jobs.JobError, LookupError, ValueError) as e:
         st.error(f"{e}")
     if not v.rows:

@@ -223,6 +223,11 @@ def test_sweep_job_runs_end_to_end_through_lab_jobs(lab_home, monkeypatch):
 PAGE = "../pages/3_Depth_lab.py"
 
 
+def picker(at):
+    """The Sweep selectbox (its key changes with its labels: lab.views.actions.picker_key)."""
+    return next(s for s in at.selectbox if s.label == "Sweep")
+
+
 def _stored_sweep(home, status="completed"):
     config = depth_lab.sweep_config("hamiltonian", "14, 74")
     with Store(home) as store:
@@ -270,7 +275,7 @@ def test_page_launch_creates_a_sweep_run(lab_home, monkeypatch):
         (run,) = store.list_runs()
     assert depth_lab.is_sweep(run) and run.status == "queued" and run.config["layers"] == [14]
     assert at.query_params["sweep"] == [run.id] or at.query_params["sweep"] == run.id
-    assert run.id in at.selectbox(key="sweep_pick").value
+    assert run.id in picker(at).value
 
 
 def test_page_reloads_a_stored_sweep_from_the_url(lab_home):
@@ -280,7 +285,7 @@ def test_page_reloads_a_stored_sweep_from_the_url(lab_home):
     at.query_params["sweep"] = old
     at.run()
     assert not at.exception
-    assert at.selectbox(key="sweep_pick").value == old  # not the newest: the one in the URL
+    assert picker(at).value == old  # not the newest: the one in the URL
     deepest = at.dataframe[0].value
     assert list(deepest["mode"]) == ["standard", "reversible"]
     at.number_input[-1].set_value(45.0).run()
@@ -288,7 +293,7 @@ def test_page_reloads_a_stored_sweep_from_the_url(lab_home):
     assert deepest.loc["standard", "deepest measured (layers)"] == 14
     assert deepest.loc["reversible", "deepest measured (layers)"] == 74
     assert len(at.dataframe[1].value) == 4
-    assert any(new in o for o in at.selectbox(key="sweep_pick").options)
+    assert any(new in o for o in picker(at).options)
 
 
 def test_sweep_budget_mode_and_a_budget_too_small(one_thread):
@@ -308,13 +313,13 @@ def test_a_second_sweep_takes_over_the_url_and_the_picker(lab_home, monkeypatch)
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.query_params["sweep"] = first
     at.run()
-    assert at.selectbox(key="sweep_pick").value == first
+    assert picker(at).value == first
     at.text_input[0].set_value("14").run()
     at.button[0].click().run()
     assert not at.exception, at.exception
     with Store(lab_home) as store:
         second = next(r.id for r in store.list_runs() if r.id != first)
-    assert at.selectbox(key="sweep_pick").value == second
+    assert picker(at).value == second
     assert at.query_params["sweep"] in (second, [second])
     assert any(second in t.value and "Launched sweep" in t.value for t in at.toast)
 
@@ -322,12 +327,15 @@ def test_a_second_sweep_takes_over_the_url_and_the_picker(lab_home, monkeypatch)
 def test_the_picker_labels_come_from_the_store(lab_home):
     run_id = _stored_sweep(lab_home, status="running")
     at = AppTest.from_file(PAGE, default_timeout=60).run()
-    label = lambda: at.selectbox(key="sweep_pick").format_func(run_id)  # noqa: E731
+    label = lambda: picker(at).format_func(run_id)  # noqa: E731
     assert label().endswith("running")
+    before = picker(at).key
     with Store(lab_home) as store:
         store.finish(run_id, "completed")
     at.run()
     assert label().endswith("completed")
+    # a new widget: Streamlit's selectbox would keep showing the old label otherwise
+    assert picker(at).key != before and picker(at).value == run_id
 
 
 def _no_empty_marks(frame) -> list:

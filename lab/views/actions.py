@@ -86,6 +86,19 @@ def launched(run_ids: Sequence[str], what: str = "run",
                    show=dict(show) if show is not None else {"run": run_ids[-1]})
 
 
+def picker_key(base: str, labels: Iterable[str]) -> str:
+    """A selectbox key that changes whenever one of its option labels does.
+
+    Streamlit 1.67's selectbox keeps showing the label its option had when it was chosen
+    ("… · running") after the label changed ("… · completed"): only a new widget shows the new
+    one. So a picker whose labels carry statuses takes this key (and its value from the URL).
+    """
+    import hashlib
+
+    digest = hashlib.sha1("\n".join(labels).encode()).hexdigest()[:10]
+    return f"{base}-{digest}"
+
+
 def resumable(status: str) -> bool:
     """Whether a run with this status can be resumed (the one rule: ``store.RESUMABLE``)."""
     return status in RESUMABLE
