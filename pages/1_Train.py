@@ -150,7 +150,7 @@ def _fmt_eta(prog) -> str:
     return f" · ETA {left} {prog.basis}"
 
 
-def panel(rid: str, other: str | None, active: bool) -> None:
+def panel(rid: str, other: str | None, active: bool, waiting: bool = False) -> None:
     with Store() as store:
         if active:
             jobs.reconcile(store)  # a worker that died shows as stale at the next tick (~0.1 ms)
@@ -213,13 +213,19 @@ def panel(rid: str, other: str | None, active: bool) -> None:
     still = any(lv.run is not None and lv.run.active for lv in lives)
     if active and not still:
         st.rerun(scope="app")  # the run ended: redraw once without the timer
+    if waiting and prog.step is not None:
+        st.rerun(scope="app")  # the first point is in: back to one tick a second
 
 
 if run_id:
     with Store() as _store:
         _runs = [_store.get_run(r) for r in (run_id, compare_id) if r]
+        _first = bool(_store.step_metrics(run_id, limit=1))
     active = any(r is not None and r.active for r in _runs)
-    st.fragment(run_every=1.0 if active else None)(panel)(run_id, compare_id, active)
+    # until its first point the run is watched 4 times a second, so that point shows at once
+    waiting = active and not _first
+    st.fragment(run_every=(0.25 if waiting else 1.0) if active else None)(panel)(
+        run_id, compare_id, active, waiting)
     with st.expander("New run", expanded=False):
         form()
 else:

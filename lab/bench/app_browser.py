@@ -293,17 +293,18 @@ def main(argv: list[str] | None = None) -> int:
               "run streamlit_app.py` to the Home page's title drawn in headless Chromium (browser "
               "already started, the page requested at that moment). First live point: from the "
               "click on Train's **Launch** (default configuration) to the first point of the "
-              "accuracy curve in the page: the run queued, its process forked by the app's warm "
-              "run launcher (lab.runs.launcher: torch, torchvision and scikit-learn already "
-              "imported), data and model built, the first steps recorded in the store and read "
-              "by the live fragment. The click waits until that launcher answers (it starts "
-              "with the server's first page; the last column), as a user reading the form "
-              "would; a click before that waits for it inside the launch. Requests leaving "
-              "127.0.0.1 over all runs: "
+              "accuracy curve in the page: the run queued, its process started, data and model "
+              "built, the first steps recorded in the store and read by the live fragment. "
+              + ("Measured with `--no-launcher` (LAB_LAUNCHER=0): every run a fresh Python "
+                 "process importing torch, torchvision and scikit-learn itself, for comparison."
+                 if args.no_launcher else
+                 "The run's process is forked by the app's warm run launcher (lab.runs.launcher: "
+                 "torch, torchvision and scikit-learn already imported). The click waits until "
+                 "that launcher answers (it starts with the server's first page; the last "
+                 "column), as a user reading the form would; a click before that waits for it "
+                 "inside the launch.")
+              + " Requests leaving 127.0.0.1 over all runs: "
               f"{sum(len(r['foreign_requests']) for r in runs)}."]
-    if args.no_launcher:
-        lines += ["", "Measured with `--no-launcher` (LAB_LAUNCHER=0): every run was a fresh "
-                  "Python process importing torch itself, for comparison."]
     (out / f"app-{args.tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

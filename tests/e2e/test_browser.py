@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from lab.bench.app_browser import (
-    REPO,
     browser,
     chromium_available,
     curve_points,
@@ -38,12 +37,17 @@ ERROR_SELECTORS = ['[data-testid="stException"]', '[data-testid="stAlertContentE
 
 
 def page_paths() -> dict[str, str]:
-    """Home and every file of pages/, as Streamlit names their URLs ("1_Train.py" -> /Train)."""
-    paths = {"Home": "/"}
-    for f in sorted((REPO / "pages").glob("*.py")):
-        name = f.stem.split("_", 1)[1] if f.stem.split("_", 1)[0].isdigit() else f.stem
-        paths[name] = "/" + name
-    return paths
+    """Every page's title and URL path, in sidebar order (lab.views.navigation)."""
+    from lab.views.navigation import all_pages
+
+    return {p.title: "/" + p.url_path for p in all_pages()}
+
+
+def sidebar_titles(page) -> list[str]:
+    """The sidebar's page links as the user reads them (the Material icon's ligature name, which
+    the icon font draws as a symbol, left out)."""
+    texts = page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
+    return [t.strip().split("\n")[-1].strip() for t in texts]
 
 
 def errors_on(page) -> list[str]:
@@ -80,13 +84,19 @@ def test_train_live_reload_every_page_and_nothing_leaves_loopback(tmp_path, home
     # One OpenMP thread per process: this checks behaviour, not speed, and on a busy machine
     # (CI, parallel jobs) multi-threaded barriers stall a step for whole timeslices.
     # The Classify page's Gradio server gets a free port (7860 may be taken on a shared machine).
-    env = {"OMP_NUM_THREADS": "1", "LAB_CLASSIFY_PORT": str(free_port())}
+    # An empty data folder: the form must refuse CIFAR-10 at its Dataset field.
+    env = {"OMP_NUM_THREADS": "1", "LAB_CLASSIFY_PORT": str(free_port()),
+           "LAB_DATA": str(tmp_path / "no_data")}
     with serve(home, env=env) as server, browser(tmp_path / "profile") as b:
         page = b.context.new_page()
 
-        # Train: launch the default run, watch the accuracy curve fill, wait for the end
+        # A deep link as the fresh server's first request: the entry's navigation, titled pages
         page.goto(server.url + "/Train")
         wait_idle(page)
+        assert sidebar_titles(page) == list(page_paths()), sidebar_titles(page)
+        assert page.title().startswith("Train")
+
+        # Train: launch the default run, watch the accuracy curve fill, wait for the end
         page.get_by_role("button", name="Launch", exact=True).click()
         page.wait_for_url("**run=*", timeout=60_000)
         run_id = page.url.split("run=")[1].split("&")[0]
@@ -120,7 +130,22 @@ def test_train_live_reload_every_page_and_nothing_leaves_loopback(tmp_path, home
             wait_idle(page)
             page.get_by_role("heading", level=1).first.wait_for(timeout=30_000)
             assert not errors_on(page), (name, errors_on(page))
-            page.screenshot(path=str(shots / f"{name.lower()}.png"), full_page=True)
+            page.screenshot(path=str(shots / f"{name.lower().replace(' ', '_')}.png"),
+                            full_page=True)  # depth_lab.png, as docs/screenshots names them
+
+        # the form refuses a dataset whose files are missing, at the Dataset field
+        page.goto(server.url + "/Train")
+        wait_idle(page)
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+        page.get_by_role("option", name="cifar10", exact=True).click()
+        wait_idle(page)
+        refusal = page.locator('[data-testid="stAlertContentError"]').filter(
+            has_text="CIFAR-10 expects the folder")
+        refusal.first.wait_for(timeout=30_000)
+        assert "Download if missing" in refusal.first.inner_text()
+        assert page.get_by_role("button", name="Launch", exact=True).is_disabled()
+        with Store(home) as store:
+            assert [r.id for r in store.list_runs()] == [run_id]  # no run was created
 
     assert b.requests, "no request recorded at all: the recorder is broken"
     assert any(u.startswith("ws://127.0.0.1") for u in b.requests)  # Streamlit's websocket
