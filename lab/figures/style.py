@@ -52,8 +52,8 @@ def finish(fig: go.Figure, *, title: str | None = None, uirevision: str = "lab",
     return tidy(fig)
 
 
-TITLE_TOP = 34   # px from the top of the figure to its title: the toolbar's row stays clear
-TITLE_CHARS = 48  # a title line that fits a half-width chart at 1400 px (16 px font)
+TITLE_TOP = 50   # px from the figure's top to its title's baseline: clear of the ~28 px toolbar row
+TITLE_CHARS = 44  # a title line that fits a half-width chart at 1400 px (~7 px a character)
 
 
 def wrap_title(title: str, width: int = TITLE_CHARS) -> list[str]:
