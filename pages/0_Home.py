@@ -7,7 +7,7 @@ from lab.figures.home import memory_vs_depth
 from lab.runs import jobs
 from lab.views.home import launch_default_run, scaling_payload, sections
 from lab.views.navigation import entry_first
-from lab.views.tables import cells
+from lab.views.tables import cells, status_coloured
 
 entry_first()  # a deep link to a fresh server: the entry runs first
 st.set_page_config(page_title="revlab", layout="wide")  # before any element
@@ -46,7 +46,8 @@ with right:
 tables = sections(limit=10)  # training runs; sweeps and experiments apart
 st.header("Latest runs")
 if tables["runs"]:
-    st.dataframe(cells(tables["runs"]), hide_index=True, width="stretch", key="latest_runs")
+    st.dataframe(status_coloured(tables["runs"]), hide_index=True, width="stretch",
+                 key="latest_runs")
     st.page_link("pages/2_Runs.py", label="All runs, curves and comparisons")
 else:
     st.info("No training runs yet. Press the button above, or start one with `python -m lab "
@@ -55,7 +56,7 @@ if tables["sweeps"] or tables["experiments"]:
     sweeps_col, exps_col = st.columns(2)
     if tables["sweeps"]:
         sweeps_col.subheader("Depth sweeps")
-        sweeps_col.dataframe(cells(tables["sweeps"]), hide_index=True, width="stretch",
+        sweeps_col.dataframe(status_coloured(tables["sweeps"]), hide_index=True, width="stretch",
                              key="latest_sweeps")
         sweeps_col.page_link("pages/3_Depth_lab.py", label="Open them in the Depth lab")
     if tables["experiments"]:

@@ -10,7 +10,7 @@ from lab.runs.table import run_kind, run_rows
 from lab.views import actions
 from lab.views import runs as runs_view
 from lab.views.navigation import entry_first
-from lab.views.tables import cells
+from lab.views.tables import status_coloured
 
 entry_first()  # a deep link to a fresh server: the entry runs first
 st.set_page_config(page_title="Runs · revlab", layout="wide")
@@ -42,7 +42,7 @@ if exps:  # the Experiments page links here with ?experiment=ID
                            format_func=lambda e: "any" if e is None else f"{exps[e]} · {e}")
 runs = runs_view.filter_runs(all_runs, text=text, statuses=statuses, kinds=kind_sel,
                              experiment=exp_sel)
-st.dataframe(cells(run_rows(runs)), hide_index=True, width="stretch",
+st.dataframe(status_coloured(run_rows(runs)), hide_index=True, width="stretch",
              key="runs_table")
 st.caption(f"{len(runs)} of {len(all_runs)} runs; click a column header to sort.")
 

@@ -27,7 +27,8 @@ def test_one_row_for_every_place(store):
     row = full[rid]
     assert (row["best test acc %"], row["final test acc %"]) == (97.5, 90.0)
     assert row["started"] == time.strftime(TIME_FORMAT, time.localtime(run.started_at))
-    assert row["status"].endswith("completed") and row["status"] != "completed"  # an icon
+    assert row["status"] == "completed"  # the word; the pages colour it (no emoji)
+    assert row["blocks"] == "2-2-2"  # the family's default blocks, which the config leaves out
     assert full[queued]["started"] == "" and full[queued]["kind"] == "depth-sweep"
     home = {r["run"]: r for r in home_rows(store.home)}
     assert list(home[rid]) == list(HOME_COLUMNS)
@@ -40,3 +41,33 @@ def test_one_row_for_every_place(store):
 
 
 CLI_COLUMNS_INDEX = {k: i for i, k in enumerate(CLI_COLUMNS)}
+
+
+@pytest.mark.parametrize("config, blocks", [
+    ({"model": "hamiltonian"}, "2-2-2"),  # the family's default blocks
+    ({"model": "hamiltonian-74"}, "6-6-6"),  # a named model's
+    ({"model": "resnet", "model_kwargs": {"blocks": [3, 1, 2]}}, "3-1-2"),  # the config's own
+    ({"model": "midpoint", "levels": 3}, "2-2-2 → 8-8-8"),  # multi-level doubles them twice
+    ({"model": "no-such-model"}, ""),
+])
+def test_blocks_column_shows_the_blocks_a_run_used(store, config, blocks):
+    store.create_run({**config, "dataset": "digits"})
+    (row,) = run_rows(store.list_runs())
+    assert row["blocks"] == blocks
+
+
+def test_statuses_are_words_in_colour(store):
+    from lab.runs.store import STATUSES
+    from lab.runs.table import STATUS_COLOURS
+    from lab.views.tables import status_coloured
+
+    assert set(STATUS_COLOURS) == set(STATUSES)
+    for status in ("failed", "completed"):
+        rid = store.create_run({"model": "hamiltonian"}, status="running")
+        store.finish(rid, status)
+    rows = run_rows(store.list_runs())
+    assert [r["status"] for r in rows] == ["completed", "failed"]
+    html = status_coloured(rows).to_html()
+    assert f"color: {STATUS_COLOURS['failed']}" in html
+    assert f"color: {STATUS_COLOURS['completed']}" in html
+    assert all(ord(ch) < 0x2190 for r in rows for ch in r["status"])  # no symbol, no emoji

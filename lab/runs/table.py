@@ -1,7 +1,9 @@
 """The runs table: one row per run, the same for Home, the Runs page and `python -m lab runs`.
 
 `run_row` builds every column once (accuracies in percent, times in one format); each place
-picks its columns: `HOME_COLUMNS`, all of them on the Runs page, `CLI_COLUMNS` as text.
+picks its columns: `HOME_COLUMNS`, all of them on the Runs page, `CLI_COLUMNS` as text. A status
+is its word, which the pages colour (`STATUS_COLOURS`): no emoji, which browsers without an emoji
+font draw as empty boxes.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any
 from lab.runs.store import DEFAULT_WORKER, Run
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"  # local time, every table of runs
-STATUS_ICONS = {"queued": "⏳", "running": "▶️", "completed": "✅", "failed": "❌",
-                "interrupted": "⏸️", "cancelled": "⏹️", "stale": "⚠️"}
+# text colour of each status in the pages' tables (readable on light and dark backgrounds)
+STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a34a",
+                  "failed": "#dc2626", "interrupted": "#d97706", "cancelled": "#7c3aed",
+                  "stale": "#d97706"}
 # what fits the Home page at 1400 px (the Runs page shows every column, reasons included)
 HOME_COLUMNS = ("run", "status", "name", "model", "dataset", "memory", "epochs",
                 "final test acc %", "started", "duration s")
@@ -55,15 +59,35 @@ def epochs_text(r: Run) -> str:
     return f"{ran} of {planned}" + (f" ({steps} steps)" if steps else "")
 
 
-def run_row(r: Run, *, icons: bool = True) -> dict[str, Any]:
-    """One flat row: numbers stay numbers (sortable); `icons` puts a symbol before the status."""
+def blocks_text(config: Mapping[str, Any]) -> str:
+    """The blocks per stage a run's model has, e.g. "2-2-2" (a family's default blocks or a named
+    model's when the config names none; "2-2-2 → 8-8-8" for multi-level training, which doubles
+    them levels-1 times); '' for a run that is no model's (a sweep). Imports core (torch)."""
+    model = config.get("model")
+    if not isinstance(model, str) or not model:
+        return ""
+    try:
+        import core
+
+        blocks = list(core.model_config(model, **(config.get("model_kwargs") or {})).blocks)
+    except (ValueError, TypeError):  # a model this code no longer knows
+        blocks = list((config.get("model_kwargs") or {}).get("blocks") or [])
+    text = "-".join(map(str, blocks))
+    levels = config.get("levels") or 1
+    if text and isinstance(levels, int) and levels > 1:
+        text += " → " + "-".join(str(b * 2 ** (levels - 1)) for b in blocks)
+    return text
+
+
+def run_row(r: Run, *, blocks: bool = True) -> dict[str, Any]:
+    """One flat row: numbers stay numbers (sortable); `blocks=False` leaves that column empty
+    (it is the one that imports torch)."""
     cfg = r.config if isinstance(r.config, dict) else {}
-    kwargs = cfg.get("model_kwargs") or {}
     return {
         "run": r.id,
-        "status": f"{STATUS_ICONS.get(r.status, '')} {r.status}".strip() if icons else r.status,
+        "status": r.status,
         "kind": run_kind(r), "name": r.name or "", "model": str(cfg.get("model", "")),
-        "blocks": "-".join(map(str, kwargs["blocks"])) if "blocks" in kwargs else "",
+        "blocks": blocks_text(cfg) if blocks and run_kind(r) == "train" else "",
         "dataset": str(cfg.get("dataset", "")), "memory": str(cfg.get("memory", "")),
         "epochs": epochs_text(r), "batch": cfg.get("batch_size"),
         "best test acc %": _percent(r.best_test_acc),
@@ -74,10 +98,9 @@ def run_row(r: Run, *, icons: bool = True) -> dict[str, Any]:
     }
 
 
-def run_rows(runs: Iterable[Run], columns: Sequence[str] | None = None, *,
-             icons: bool = True) -> list[dict[str, Any]]:
+def run_rows(runs: Iterable[Run], columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """`run_row` for each run, only `columns` (in that order) when given."""
-    rows = [run_row(r, icons=icons) for r in runs]
+    rows = [run_row(r, blocks=columns is None or "blocks" in columns) for r in runs]
     return rows if columns is None else [{c: row[c] for c in columns} for row in rows]
 
 
@@ -101,5 +124,4 @@ def _text(key: str, value: Any) -> str:
 
 def text_rows(runs: Iterable[Run], columns: Mapping[str, str] = CLI_COLUMNS) -> list[list[str]]:
     """The rows of `run_rows` as text for a terminal: '-' for nothing, '97.50%', '4m05s'."""
-    return [[_text(k, row[k]) for k in columns] for row in run_rows(runs, list(columns),
-                                                                     icons=False)]
+    return [[_text(k, row[k]) for k in columns] for row in run_rows(runs, list(columns))]

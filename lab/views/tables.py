@@ -41,3 +41,20 @@ def cells(rows: Iterable[Mapping[str, Any]], digits: int = 4) -> list[dict[str, 
     gappy = {c for c in columns if any(missing(r.get(c)) for r in rows)}
     return [{c: text(r.get(c), digits) if c in gappy else r.get(c) for c in columns}
             for r in rows]
+
+
+def status_coloured(rows: Iterable[Mapping[str, Any]], column: str = "status",
+                    digits: int = 4) -> Any:
+    """`cells(rows)` as a table whose ``column`` shows each run status as its word in its colour
+    (lab.runs.table.STATUS_COLOURS): text and colour, which every browser draws (emoji are empty
+    boxes where the system has no emoji font). A pandas Styler, for ``st.dataframe``."""
+    import pandas as pd
+
+    from lab.runs.table import STATUS_COLOURS
+
+    frame = pd.DataFrame(cells(rows, digits))
+    if column not in frame.columns:
+        return frame
+    return frame.style.map(
+        lambda s: f"color: {STATUS_COLOURS[s]}; font-weight: 600" if s in STATUS_COLOURS
+        else "", subset=[column])
