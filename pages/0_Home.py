@@ -52,18 +52,16 @@ if tables["runs"]:
 else:
     st.info("No training runs yet. Press the button above, or start one with `python -m lab "
             "train` (default: a small Hamiltonian network on the embedded digits dataset).")
-if tables["sweeps"] or tables["experiments"]:
-    sweeps_col, exps_col = st.columns(2)
-    if tables["sweeps"]:
-        sweeps_col.subheader("Depth sweeps")
-        sweeps_col.dataframe(status_coloured(tables["sweeps"]), hide_index=True, width="stretch",
-                             key="latest_sweeps")
-        sweeps_col.page_link("pages/3_Depth_lab.py", label="Open them in the Depth lab")
-    if tables["experiments"]:
-        exps_col.subheader("Experiments")
-        exps_col.dataframe(cells(tables["experiments"]), hide_index=True, width="stretch",
-                           key="latest_experiments")
-        exps_col.page_link("pages/6_Experiments.py", label="Their results on Experiments")
+if tables["sweeps"]:  # full width, like the runs: side by side they did not fit at 1400 px
+    st.subheader("Depth sweeps")
+    st.dataframe(status_coloured(tables["sweeps"]), hide_index=True, width="stretch",
+                 key="latest_sweeps")
+    st.page_link("pages/3_Depth_lab.py", label="Open them in the Depth lab")
+if tables["experiments"]:
+    st.subheader("Experiments")
+    st.dataframe(cells(tables["experiments"]), hide_index=True, width="stretch",
+                 key="latest_experiments")
+    st.page_link("pages/6_Experiments.py", label="Their results on Experiments")
 
 st.header("Models")
 st.dataframe(st.cache_data(model_rows)(), hide_index=True, width="stretch", key="models")
