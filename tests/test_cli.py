@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
-from lab.runs import jobs
+from lab.runs import jobs, process
 from lab.runs.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ def home(tmp_path, monkeypatch):
     with Store() as st:
         yield st
         for run in st.list_runs():  # never leave a worker behind
-            if run.pid and run.own_session and jobs.is_alive(run.pid, run.pid_start):
+            if run.pid and run.own_session and process.is_alive(run.pid, run.pid_start):
                 os.killpg(run.pid, 9)
 
 
@@ -121,7 +121,7 @@ def test_cancel_all_stops_every_active_run_and_nothing_else(home, capsys):
     out = capsys.readouterr().out
     assert f"run {running} cancelled" in out and f"run {queued} cancelled" in out
     assert [home.require_run(r).status for r in (running, queued)] == ["cancelled"] * 2
-    assert home.require_run(done).status == "completed" and not jobs.is_alive(pid)
+    assert home.require_run(done).status == "completed" and not process.is_alive(pid)
     assert main(["cancel", "--all"]) == 0
     assert "no queued or running runs" in capsys.readouterr().err
 

@@ -17,7 +17,7 @@ from conftest import wait_for
 from safetensors.torch import load_file
 
 from lab.cli import main
-from lab.runs import jobs
+from lab.runs import jobs, process
 from lab.runs import store as store_module
 from lab.runs.store import Store
 
@@ -42,7 +42,7 @@ def store(tmp_path, monkeypatch):
     with Store() as st:
         yield st
         for run in st.list_runs():  # never leave a supervisor behind (its ranks die with it)
-            if run.pid and run.own_session and jobs.is_alive(run.pid, run.pid_start):
+            if run.pid and run.own_session and process.is_alive(run.pid, run.pid_start):
                 os.killpg(run.pid, signal.SIGKILL)
 
 
@@ -123,9 +123,9 @@ def test_cancel_stops_every_rank_with_a_checkpoint_and_resume_completes(store):
     wait_for(lambda: store.get_run(run_id).checkpoint, 120, "a first checkpoint (step 4)")
     assert jobs.cancel(run_id, store=store, grace=30) == "cancelled"
     for pid in ranks:
-        assert not jobs.is_alive(pid), f"rank {ranks[pid]} (pid {pid}) survived the cancel"
+        assert not process.is_alive(pid), f"rank {ranks[pid]} (pid {pid}) survived the cancel"
     run = store.get_run(run_id)
-    assert not jobs.is_alive(run.pid, run.pid_start)
+    assert not process.is_alive(run.pid, run.pid_start)
     assert "cancelled on request" in run.reason
     stopped_at = steps_done(store, run_id)
     meta = json.loads((store.run_dir(run_id) / "meta.json").read_text())
@@ -152,7 +152,7 @@ def test_sigkill_of_rank_1_fails_the_run_naming_it_and_resume_completes(store):
     assert run.status == "failed"
     assert "lost rank 1" in run.reason and "SIGKILL" in run.reason, run.reason
     assert run.error == "rank 1 lost: SIGKILL"
-    wait_for(lambda: not any(jobs.is_alive(p) for p in ranks), 30, "rank 0 to exit")
+    wait_for(lambda: not any(process.is_alive(p) for p in ranks), 30, "rank 0 to exit")
     jobs.resume(run_id, store=store)
     run = wait_done(store, run_id)
     assert run.status == "completed", (run.reason, run.error)

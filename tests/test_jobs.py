@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from lab.runs import jobs
+from lab.runs import jobs, process
 from lab.runs.store import LOG_NAME, RunNotFoundError, Store
 
 FAKE = "tests.fake_worker"
@@ -33,7 +33,7 @@ def store(tmp_path, monkeypatch):
     with Store() as st:
         yield st
         for run in st.list_runs():  # never leave a worker behind
-            if run.pid and run.own_session and jobs.is_alive(run.pid, run.pid_start):
+            if run.pid and run.own_session and process.is_alive(run.pid, run.pid_start):
                 os.killpg(run.pid, signal.SIGKILL)
 
 
@@ -61,7 +61,7 @@ def test_launch_runs_to_completion(store):
     assert events[-1]["message"] == "running -> completed" and events[-1]["id"] > last_ckpt
     assert run.attempts == 1 and run.pid and run.own_session
     assert (store.run_dir(run_id) / LOG_NAME).exists()
-    wait_for(lambda: not jobs.is_alive(run.pid, run.pid_start), 10, "worker exit")
+    wait_for(lambda: not process.is_alive(run.pid, run.pid_start), 10, "worker exit")
 
 
 def test_crash_is_failed_with_traceback_in_log(store):
@@ -148,7 +148,7 @@ def test_cancel_running_run_checkpoints(store):
     assert run.cancel_requested_at and "cancelled on request" in run.reason
     ckpt = json.loads((store.run_dir(run_id) / "ckpt.json").read_text())
     assert ckpt["step"] > 0 and run.checkpoint
-    assert not jobs.is_alive(run.pid, run.pid_start)
+    assert not process.is_alive(run.pid, run.pid_start)
     with pytest.raises(jobs.JobError, match="only queued or running"):
         jobs.cancel(run_id, store=store)
 
@@ -159,7 +159,7 @@ def test_cancel_kills_a_worker_that_ignores_sigterm(store):
     assert jobs.cancel(run_id, store=store, grace=0.5) == "cancelled"
     run = store.get_run(run_id)
     assert "killed" in run.reason
-    assert not jobs.is_alive(run.pid, run.pid_start)
+    assert not process.is_alive(run.pid, run.pid_start)
 
 
 def test_cancel_queued_run_never_starts(store):
@@ -187,7 +187,7 @@ def test_killed_worker_is_stale_and_resumes_from_checkpoint(store):
     run = wait_for(lambda: (r := store.get_run(run_id)).checkpoint and r.pid and r, what="ckpt")
     assert jobs.reconcile(store) == []  # alive: left alone
     os.killpg(run.pid, signal.SIGKILL)
-    wait_for(lambda: not jobs.is_alive(run.pid, run.pid_start), 10, "death")
+    wait_for(lambda: not process.is_alive(run.pid, run.pid_start), 10, "death")
     run = store.get_run(run_id)
     assert (run.status, run.final) == ("running", None)  # half-written: not completed
     assert store.list_runs(status="completed") == []
@@ -239,7 +239,7 @@ def test_delete_removes_rows_and_folder(store):
     run = wait_for(lambda: (r := store.get_run(live)).pid and r, what="pid")
     jobs.delete(live, store=store, force=True)
     assert store.get_run(live) is None and not store.run_dir(live).exists()
-    assert not jobs.is_alive(run.pid, run.pid_start)
+    assert not process.is_alive(run.pid, run.pid_start)
 
 
 def test_one_run_per_gpu(store, monkeypatch):
@@ -258,11 +258,11 @@ def test_one_run_per_gpu(store, monkeypatch):
 
 
 def test_is_alive_tells_processes_apart():
-    assert jobs.is_alive(os.getpid())
-    assert not jobs.is_alive(os.getpid(), start=(jobs.process_start(os.getpid()) or 0) + 1)
+    assert process.is_alive(os.getpid())
+    assert not process.is_alive(os.getpid(), start=(process.process_start(os.getpid()) or 0) + 1)
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    wait_for(lambda: not jobs.is_alive(child.pid), 10, "child exit")  # zombie counts as dead
-    assert not jobs.is_alive(None)
+    wait_for(lambda: not process.is_alive(child.pid), 10, "child exit")  # zombie counts as dead
+    assert not process.is_alive(None)
 
 
 BAD_CONFIGS = [

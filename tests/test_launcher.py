@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from lab.runs import jobs, launcher
+from lab.runs import jobs, launcher, process
 from lab.runs.store import LOG_NAME, Store
 
 FAKE = "tests.fake_worker"
@@ -51,7 +51,7 @@ def home(tmp_path, monkeypatch):
     with Store(path) as store:
         yield store
         for run in store.list_runs():  # never leave a worker behind
-            if run.pid and run.own_session and jobs.is_alive(run.pid, run.pid_start):
+            if run.pid and run.own_session and process.is_alive(run.pid, run.pid_start):
                 os.killpg(run.pid, signal.SIGKILL)
     launcher.stop(path, grace=5)
 
@@ -102,7 +102,8 @@ def test_a_dead_launcher_takes_no_run_with_it_and_is_replaced(home, warm):
     assert ppid(run.pid) == warm["pid"]
     wait_for(lambda: home.step_metrics(run_id), 30, "the first step")
     os.kill(warm["pid"], signal.SIGKILL)
-    wait_for(lambda: not jobs.is_alive(warm["pid"], warm["pid_start"]), 10, "the launcher to die")
+    wait_for(lambda: not process.is_alive(warm["pid"], warm["pid_start"]), 10,
+             "the launcher to die")
     assert finish(home, run_id).status == "completed"  # the orphan trained on
     assert len(home.step_metrics(run_id)) == 60
 
@@ -154,13 +155,13 @@ def test_reused_by_a_second_owner_and_stopped_when_owners_are_gone(tmp_path):
             first.kill()
             first.wait()
             time.sleep(idle + 3)
-            assert jobs.is_alive(pid, state["pid_start"]), "stopped while an owner was alive"
+            assert process.is_alive(pid, state["pid_start"]), "stopped while an owner was alive"
             second.kill()
             second.wait()
-            wait_for(lambda: not jobs.is_alive(pid, state["pid_start"]), idle + 30,
+            wait_for(lambda: not process.is_alive(pid, state["pid_start"]), idle + 30,
                      "the launcher to stop after its owners")
             run = store.require_run(run_id)  # runs outlive it
-            assert run.status == "running" and jobs.is_alive(run.pid, run.pid_start)
+            assert run.status == "running" and process.is_alive(run.pid, run.pid_start)
             steps = len(store.step_metrics(run_id))
             wait_for(lambda: len(store.step_metrics(run_id)) > steps, 30, "more steps")
             assert jobs.cancel(run_id, store=store) == "cancelled"

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from lab.runs.jobs import is_alive, process_start
 from lab.runs.owners import file_owners, parse_owner, watch
+from lab.runs.process import is_alive, process_start
 from lab.views.classify import answers
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import signal
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lab.runs import jobs
+from lab.runs import jobs, process
 from lab.runs.store import LOG_NAME, Store
 
 TIMEOUT = 120  # torch and the estimate's first import on a loaded 2-core machine
@@ -22,7 +22,7 @@ def lab_home(tmp_path, monkeypatch):
     yield tmp_path
     with Store(tmp_path) as st:  # never leave a worker behind
         for run in st.list_runs():
-            if run.pid and run.own_session and jobs.is_alive(run.pid, run.pid_start):
+            if run.pid and run.own_session and process.is_alive(run.pid, run.pid_start):
                 os.killpg(run.pid, signal.SIGKILL)
 
 

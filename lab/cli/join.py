@@ -7,10 +7,10 @@ from typing import Any
 
 
 def _cmd_join(args: argparse.Namespace) -> int:
-    from lab.runs import multinode
+    from lab.runs import supervisor
 
     try:
-        return multinode.join(args.run, nproc=args.nproc, timeout=args.timeout)
+        return supervisor.join(args.run, nproc=args.nproc, timeout=args.timeout)
     except ValueError as e:
         args.parser.error(str(e))
 

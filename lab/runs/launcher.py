@@ -91,7 +91,7 @@ def _write_state(home: str | os.PathLike | None, state: dict[str, Any]) -> None:
 
 def running(home: str | os.PathLike | None = None) -> dict[str, Any] | None:
     """The recorded launcher if its process is alive (it may still be importing)."""
-    from lab.runs.jobs import is_alive
+    from lab.runs.process import is_alive
 
     state = read_state(home)
     return state if state is not None and is_alive(state["pid"], state.get("pid_start")) else None
@@ -164,7 +164,7 @@ def ensure_started(home: str | os.PathLike | None = None) -> dict[str, Any]:
                  "--owners-file", str(_state_path(root)), "--idle-exit", str(IDLE_EXIT_S)],
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
-        from lab.runs.jobs import process_start
+        from lab.runs.process import process_start
 
         state = {"pid": proc.pid, "pid_start": process_start(proc.pid), "owners": [list(me)],
                  "socket": str(socket_path(root)), "started_at": time.time()}
@@ -184,7 +184,7 @@ def ready(home: str | os.PathLike | None = None) -> bool:
 
 def stop(home: str | os.PathLike | None = None, grace: float = 10.0) -> bool:
     """Stop the recorded launcher (its runs keep running); True if one was alive."""
-    from lab.runs.jobs import is_alive
+    from lab.runs.process import is_alive
 
     state = running(home)
     if state is None:

@@ -7,20 +7,17 @@ port): it then always runs under torchrun, whatever its processes per node (`--n
 endpoint, join timeout), so the queue, a resume and the other nodes read the same plan. On each
 other machine, with the same code and the same LAB_HOME (a shared folder: the ranks read the
 run's config from it and global rank 0, wherever torchrun puts it, writes the run's record),
-`python -m lab join RUN` starts that node's ranks. A node that is not joined by all the others
-within the join timeout (`LAB_JOIN_TIMEOUT`, default 300 s) stops with a message naming the
-endpoint; node 0 then records the run failed.
+`python -m lab join RUN` (lab.runs.supervisor.join) starts that node's ranks. A node that is
+not joined by all the others within the join timeout (`LAB_JOIN_TIMEOUT`, default 300 s) stops
+with a message naming the endpoint; node 0 then records the run failed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
-
-from lab.runs.store import _RUN_ID, DEFAULT_WORKER, RunNotFoundError, Store, lab_home
 
 RDZV_NAME = "rendezvous.json"  # in the run folder
 JOIN_TIMEOUT_S = 300  # s a node waits for all the others at the rendezvous; LAB_JOIN_TIMEOUT
@@ -96,60 +93,3 @@ def not_joined(run_id: str, rdzv: dict[str, Any]) -> str:
             f"it on node 0 (LAB_NNODES={rdzv['nnodes']} LAB_RDZV_ENDPOINT={rdzv['endpoint']} "
             f"python -m lab train ...) and run `python -m lab join {run_id}` on each other "
             f"node; check that they reach {rdzv['endpoint']} (firewall, address)")
-
-
-def join(ref: str, *, nproc: int | None = None, timeout: int | None = None) -> int:
-    """`python -m lab join RUN`: this machine's ranks of a multi-node run; the exit status.
-
-    The plan comes from the run's folder in LAB_HOME (`rendezvous.json`) or, where this machine
-    does not see it, from LAB_NNODES and LAB_RDZV_ENDPOINT (and `nproc`, default 1).
-    """
-    from torch.distributed import run as torchrun
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.elastic.rendezvous.api import RendezvousError
-
-    from lab.runs.supervisor import SHUTDOWN_TIMEOUT, SUPERVISOR_ENV
-
-    run_id, worker = ref.strip(), DEFAULT_WORKER
-    try:
-        with Store() as store:
-            run_id = store.resolve(ref)
-            worker = store.require_run(run_id).worker
-    except RunNotFoundError:
-        pass  # not in this machine's store: the id as given, the plan from the environment
-    if not _RUN_ID.match(run_id):
-        raise ValueError(f"run id {ref!r} has characters a run id never has")
-    rdzv = read(lab_home() / "runs" / run_id)
-    if rdzv is None:
-        nnodes = nnodes_from_env()
-        if nnodes == 1 or not os.environ.get("LAB_RDZV_ENDPOINT"):
-            raise ValueError(f"run {run_id} has no rendezvous in {lab_home() / 'runs'} (is "
-                             "LAB_HOME the folder node 0 uses?); give LAB_NNODES (> 1) and "
-                             "LAB_RDZV_ENDPOINT as on node 0")
-        rdzv = {"nnodes": nnodes, "nproc_per_node": nproc or 1,
-                "endpoint": check_endpoint(os.environ["LAB_RDZV_ENDPOINT"]),
-                "join_timeout": join_timeout_from_env()}
-    rdzv = {**rdzv, **({"nproc_per_node": nproc} if nproc else {}),
-            **({"join_timeout": timeout} if timeout else {})}
-    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # this node's ranks die with this process
-    args = [*torchrun_args(run_id, rdzv, worker), "--max-restarts", "0", "--monitor-interval",
-            "0.1", "--shutdown-timeout", str(SHUTDOWN_TIMEOUT), "--module", worker, run_id]
-    print(f"joining run {run_id}: {rdzv['nnodes']} nodes x {rdzv['nproc_per_node']} "
-          f"processes at {rdzv['endpoint']} (waiting up to {rdzv['join_timeout']} s for the "
-          "others)", file=sys.stderr, flush=True)
-    try:
-        torchrun.run(torchrun.parse_args(args))
-    except RendezvousError as e:
-        print(f"error: {not_joined(run_id, rdzv)} ({type(e).__name__})", file=sys.stderr)
-        return 1
-    except ChildFailedError as e:
-        first, failure = e.get_first_failure()
-        print(f"error: rank {first} on this node failed (exit {failure.exitcode}); the run's "
-              f"record says why (`python -m lab show {run_id}`)", file=sys.stderr)
-        return 1
-    except SignalException as e:
-        print(f"stopped by signal {e.sigval}; the other nodes stop too", file=sys.stderr)
-        return 130
-    print(f"run {run_id}: this node's ranks are done", file=sys.stderr)
-    return 0

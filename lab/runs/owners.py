@@ -38,7 +38,7 @@ def format_owner(owner: Owner) -> str:
 
 def me() -> Owner:
     """This process as an owner: (pid, start time)."""
-    from lab.runs.jobs import process_start
+    from lab.runs.process import process_start
 
     return os.getpid(), process_start(os.getpid())
 
@@ -58,7 +58,7 @@ def file_owners(path: str | os.PathLike | None, pid: int | None = None) -> list[
 
 
 def any_alive(owners: Iterable[Owner]) -> bool:
-    from lab.runs.jobs import is_alive
+    from lab.runs.process import is_alive
 
     return any(is_alive(pid, start) for pid, start in owners)
 

@@ -10,7 +10,8 @@ group), and they stop together with a checkpoint. torchrun owns this process's s
 while it runs and raises SignalException once the ranks are down; the supervisor turns that into
 the run's status. When a rank dies (SIGKILL, out of memory) torchrun stops the others and the
 supervisor records the run `failed`, naming the lost rank. Ranks die with their supervisor
-(PR_SET_PDEATHSIG), so killing it never leaves orphans.
+(PR_SET_PDEATHSIG), so killing it never leaves orphans. `join` is the supervisor of another
+node's ranks (`python -m lab join RUN`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from lab.runs import jobs
+from lab.runs import multinode
 from lab.runs.ports import free_port
-from lab.runs.store import Store
+from lab.runs.process import take
+from lab.runs.store import _RUN_ID, DEFAULT_WORKER, RunNotFoundError, Store, lab_home
 
 SUPERVISOR_ENV = "LAB_DDP_SUPERVISOR"  # pid of the supervising process, set for every rank
 RESUME_ENV = "LAB_DDP_RESUME"  # "1" when the ranks continue the run folder's checkpoint
@@ -54,8 +56,6 @@ def torchrun_args(run_id: str, nproc: int, worker: str,
     """torchrun's command line for the run's ranks: one node, c10d rendezvous on loopback; or,
     with the run's recorded rendezvous (lab.runs.multinode), node 0 of several, which the other
     nodes join with `python -m lab join RUN_ID`."""
-    from lab.runs import multinode
-
     where = (multinode.torchrun_args(run_id, dict(rdzv), worker) if rdzv else
              ["--nnodes", "1", "--nproc-per-node", str(nproc), "--rdzv-backend", "c10d",
               "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", run_id])
@@ -78,7 +78,7 @@ def _failure_reason(failures: Mapping[int, Any], first: int, ckpt: str | None) -
 
 def supervise(store: Store, run_id: str, nproc: int) -> str:
     """Run the ranks of `run_id` under torchrun in this process; returns the final status."""
-    run, ended = jobs.take(store, run_id, record_pid=True)
+    run, ended = take(store, run_id, record_pid=True)
     if ended is not None:
         return ended
     from torch.distributed import run as torchrun
@@ -87,7 +87,6 @@ def supervise(store: Store, run_id: str, nproc: int) -> str:
     from torch.distributed.elastic.rendezvous.api import RendezvousError
 
     from core.training.checkpoint import write_config
-    from lab.runs import multinode
 
     run_dir = store.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -130,3 +129,57 @@ def supervise(store: Store, run_id: str, nproc: int) -> str:
             error = latest.error
         store.finish(run_id, status, reason=reason, error=error)
     return store.require_run(run_id).status
+
+
+def join(ref: str, *, nproc: int | None = None, timeout: int | None = None) -> int:
+    """`python -m lab join RUN`: this machine's ranks of a multi-node run; the exit status.
+
+    The plan comes from the run's folder in LAB_HOME (`rendezvous.json`) or, where this machine
+    does not see it, from LAB_NNODES and LAB_RDZV_ENDPOINT (and `nproc`, default 1).
+    """
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
+
+    run_id, worker = ref.strip(), DEFAULT_WORKER
+    try:
+        with Store() as store:
+            run_id = store.resolve(ref)
+            worker = store.require_run(run_id).worker
+    except RunNotFoundError:
+        pass  # not in this machine's store: the id as given, the plan from the environment
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"run id {ref!r} has characters a run id never has")
+    rdzv = multinode.read(lab_home() / "runs" / run_id)
+    if rdzv is None:
+        nnodes = multinode.nnodes_from_env()
+        if nnodes == 1 or not os.environ.get("LAB_RDZV_ENDPOINT"):
+            raise ValueError(f"run {run_id} has no rendezvous in {lab_home() / 'runs'} (is "
+                             "LAB_HOME the folder node 0 uses?); give LAB_NNODES (> 1) and "
+                             "LAB_RDZV_ENDPOINT as on node 0")
+        rdzv = {"nnodes": nnodes, "nproc_per_node": nproc or 1,
+                "endpoint": multinode.check_endpoint(os.environ["LAB_RDZV_ENDPOINT"]),
+                "join_timeout": multinode.join_timeout_from_env()}
+    rdzv = {**rdzv, **({"nproc_per_node": nproc} if nproc else {}),
+            **({"join_timeout": timeout} if timeout else {})}
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # this node's ranks die with this process
+    args = torchrun_args(run_id, rdzv["nproc_per_node"], worker, rdzv)
+    print(f"joining run {run_id}: {rdzv['nnodes']} nodes x {rdzv['nproc_per_node']} "
+          f"processes at {rdzv['endpoint']} (waiting up to {rdzv['join_timeout']} s for the "
+          "others)", file=sys.stderr, flush=True)
+    try:
+        torchrun.run(torchrun.parse_args(args))
+    except RendezvousError as e:
+        print(f"error: {multinode.not_joined(run_id, rdzv)} ({type(e).__name__})", file=sys.stderr)
+        return 1
+    except ChildFailedError as e:
+        first, failure = e.get_first_failure()
+        print(f"error: rank {first} on this node failed (exit {failure.exitcode}); the run's "
+              f"record says why (`python -m lab show {run_id}`)", file=sys.stderr)
+        return 1
+    except SignalException as e:
+        print(f"stopped by signal {e.sigval}; the other nodes stop too", file=sys.stderr)
+        return 130
+    print(f"run {run_id}: this node's ranks are done", file=sys.stderr)
+    return 0

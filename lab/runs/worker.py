@@ -27,6 +27,7 @@ from typing import Any, Protocol, TextIO
 from core.training.checkpoint import CONFIG, read_json
 from core.training.signals import stop_signals
 from lab.runs import jobs
+from lab.runs.process import take
 from lab.runs.store import _RUN_ID, LOG_NAME, MetricsWriter, RunNotFoundError, Store, lab_home
 from lab.runs.supervisor import (
     RESUME_ENV,
@@ -121,7 +122,7 @@ def execute(store: Store, run_id: str, *, trainer_factory: TrainerFactory = defa
     traceback of a failure is appended to the run's log file; in a background worker stderr
     already is that file.
     """
-    run, ended = jobs.take(store, run_id, record_pid=not foreground and rank_world()[1] == 1)
+    run, ended = take(store, run_id, record_pid=not foreground and rank_world()[1] == 1)
     if ended is not None:  # under torchrun the supervisor, not a rank, is the recorded pid
         return ended
     run_dir = store.run_dir(run_id)

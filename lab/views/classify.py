@@ -82,7 +82,7 @@ def _write_state(home: str | Path | None, info: ServerInfo) -> None:
 
 
 def _alive(info: ServerInfo) -> bool:
-    from lab.runs.jobs import is_alive
+    from lab.runs.process import is_alive
 
     return is_alive(info.pid, info.pid_start)
 
@@ -145,7 +145,7 @@ def ensure_server(home: str | Path | None = None, *, host: str = "127.0.0.1",
                  "--owners-file", str(_state_path(home)), "--idle-exit", str(IDLE_EXIT_S)],
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)  # survives Streamlit reruns
-        from lab.runs.jobs import process_start
+        from lab.runs.process import process_start
 
         info = ServerInfo(pid=proc.pid, pid_start=process_start(proc.pid), host=host,
                           port=port, started_at=time.time(), owners=(me,))

@@ -8,7 +8,7 @@ import pytest
 from conftest import wait_for
 
 from lab.bench.app_browser import browser, chromium_available, serve, wait_idle
-from lab.runs import jobs, worker
+from lab.runs import jobs, process, worker
 from lab.runs.store import Store
 from lab.views.classify import answers, read_state, stop_server
 
@@ -42,7 +42,7 @@ def test_stopping_the_app_stops_the_classifier_it_started(tmp_path):
             wait_idle(page, timeout=240)
             info = read_state(home)
             assert info is not None, "opening Classify started no classifier"
-            assert jobs.is_alive(info.pid, info.pid_start) and answers(info.url)
+            assert process.is_alive(info.pid, info.pid_start) and answers(info.url)
             assert server.proc.pid in [pid for pid, _ in info.owners]
             page.reload()  # reruns and reloads reuse it while the app is up
             wait_idle(page, timeout=240)
@@ -50,7 +50,7 @@ def test_stopping_the_app_stops_the_classifier_it_started(tmp_path):
         # leaving serve() stopped Streamlit (SIGTERM to its process group, waited for); the
         # classifier lives in its own session, so only its owner watch can stop it
         assert server.proc.poll() is not None
-        wait_for(lambda: not jobs.is_alive(info.pid, info.pid_start), timeout=GONE_WITHIN_S,
+        wait_for(lambda: not process.is_alive(info.pid, info.pid_start), timeout=GONE_WITHIN_S,
                  what=f"classifier pid {info.pid} to exit after the app stopped", poll=0.5)
         assert not answers(info.url, timeout=1)
     finally:
