@@ -64,3 +64,15 @@ def create_model(name: str, *, num_classes: int = 10, in_channels: int = 3,
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def describe_models() -> list[dict]:
+    """One row per registered model: name, family, blocks, widths, depth and parameters (for 10
+    classes and 3 input channels): the models table of ``python -m lab models`` and Home."""
+    rows = []
+    for name in list_models():
+        cfg = model_config(name)
+        rows.append(dict(name=name, family=cfg.family, blocks="-".join(map(str, cfg.blocks)),
+                         widths="-".join(map(str, cfg.widths)), depth=cfg.depth,
+                         params=count_parameters(ReversibleNet(cfg))))
+    return rows

@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from lab.cli.models import model_rows
 from lab.figures.home import memory_vs_depth
 from lab.runs import jobs
-from lab.views.home import launch_default_run, scaling_payload, sections
+from lab.views.home import launch_default_run, model_rows, scaling_payload, sections
 from lab.views.navigation import entry_first
 from lab.views.tables import cells, status_coloured
 

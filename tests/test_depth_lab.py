@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from lab.figures.depth import depth_figure
 from lab.runs import jobs
 from lab.runs.store import Store
-from lab.sweeps import sweep
+from lab.sweeps import record, sweep
 from lab.sweeps.worker import SweepRunner
 from lab.views import depth as depth_lab
 
@@ -60,10 +60,10 @@ def test_bad_depths_say_what_is_allowed(family, text, match):
 
 def test_sweep_config_is_a_tagged_json_dict():
     cfg = depth_lab.sweep_config("revnet", "26, 14", **TINY)
-    assert cfg["kind"] == depth_lab.KIND == "depth-sweep"
+    assert cfg["kind"] == record.KIND == "depth-sweep"
     assert cfg["model"] == "revnet" and cfg["layers"] == [14, 26] and cfg["blocks"] == [1, 2]
-    assert depth_lab.to_sweep(cfg).mode_list() == ["standard", "checkpoint", "reversible"]
-    assert depth_lab.to_sweep(depth_lab.sweep_config("resnet", "14")).mode_list() == [
+    assert record.to_sweep(cfg).mode_list() == ["standard", "checkpoint", "reversible"]
+    assert record.to_sweep(depth_lab.sweep_config("resnet", "14")).mode_list() == [
         "standard", "checkpoint"]
 
 
@@ -84,9 +84,9 @@ def test_bad_sweep_configs_are_value_errors(kwargs, match):
 def test_stored_config_with_unknown_key_is_refused():
     cfg = dict(depth_lab.sweep_config("hamiltonian", "14"), colour="red")
     with pytest.raises(ValueError, match=r"unknown sweep option\(s\) \['colour'\]"):
-        depth_lab.to_sweep(cfg)
+        record.to_sweep(cfg)
     with pytest.raises(ValueError, match="not a depth-sweep config"):
-        depth_lab.to_sweep({"model": "hamiltonian", "dataset": "digits"})
+        record.to_sweep({"model": "hamiltonian", "dataset": "digits"})
 
 
 # ---------------------------------------------------------------- the sweep loop
@@ -137,10 +137,10 @@ def test_runner_resumes_with_the_depths_it_finished(tmp_path, one_thread):
     runner = SweepRunner(config, tmp_path, [Recorder()])
     result = runner.fit()
     assert result.status == "interrupted"
-    assert [r["depth"] for r in depth_lab.read_result(tmp_path)["rows"]] == [14, 14, 14]
+    assert [r["depth"] for r in record.read_result(tmp_path)["rows"]] == [14, 14, 14]
     runner = SweepRunner(config, tmp_path, [Recorder()])
     assert runner.fit(resume=True).status == "completed"
-    payload = depth_lab.read_result(tmp_path)
+    payload = record.read_result(tmp_path)
     assert [r["depth"] for r in payload["rows"]] == [14] * 3 + [26] * 3
     assert payload["complete"] and payload["progress"]["done"] == payload["progress"]["total"] == 8
     assert steps[-4:] == [5, 6, 7, 8]  # the second attempt measured depth 26 only
@@ -232,10 +232,10 @@ def _stored_sweep(home, status="completed"):
     config = depth_lab.sweep_config("hamiltonian", "14, 74")
     with Store(home) as store:
         run_id = store.create_run(config, name="depth sweep: test", status="running",
-                                  worker=depth_lab.WORKER)
-        cfg = depth_lab.to_sweep(config)
+                                  worker=record.WORKER)
+        cfg = record.to_sweep(config)
         store.run_dir(run_id).mkdir(parents=True)
-        depth_lab.write_result(store.run_dir(run_id), depth_lab.payload_of(
+        record.write_result(store.run_dir(run_id), record.payload_of(
             cfg, [_row(1, "standard", 10, 0.1), _row(6, "standard", 60, 0.5),
                   _row(1, "reversible", 4, 0.13), _row(6, "reversible", 4, 0.7)],
             {}, dict(done=8, total=8, message="done"), complete=True))

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lab.figures.style import color, finish
+from lab.sweeps.record import memory_metric  # the one rule for which memory column to draw
 
 _MEMORY_TITLES = {"held_mib": "activation memory held for backward",
                   "saved_mib": "activation memory saved by autograd"}
@@ -15,12 +16,10 @@ _MEMORY_TITLES = {"held_mib": "activation memory held for backward",
 
 def depth_figure(payload: dict, budget_mib: float | None = None, *,
                  uirevision: str = "depth") -> go.Figure:
-    """Two log-log panels from a sweep payload (``lab.views.depth``): MiB and seconds per step.
+    """Two log-log panels from a sweep payload (``lab.sweeps.record``): MiB and seconds per step.
 
     ``budget_mib`` draws the budget as a dashed line on the memory panel.
     """
-    from lab.views.depth import memory_metric  # the one rule for which memory column to draw
-
     rows = payload.get("rows", [])
     metric = memory_metric(rows)
     fig = make_subplots(rows=1, cols=2, subplot_titles=[

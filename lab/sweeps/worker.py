@@ -16,16 +16,16 @@ from types import SimpleNamespace
 
 from core.device import resolve_device
 from lab.runs import worker
+from lab.sweeps import record
 from lab.sweeps.measure import machine_info
 from lab.sweeps.sweep import SweepStopped, run_sweep
-from lab.views import depth as depth_lab
 
 
 class SweepRunner:
     """A ``lab.runs.worker`` trainer that runs a sweep: ``fit(resume)`` and ``request_stop()``."""
 
     def __init__(self, config: dict, run_dir: Path, callbacks: list):
-        self.cfg = depth_lab.to_sweep(config)  # validated again: the code may have moved
+        self.cfg = record.to_sweep(config)  # validated again: the code may have moved
         self.run_dir, self.callbacks = Path(run_dir), callbacks
         self.stop = False
 
@@ -38,7 +38,7 @@ class SweepRunner:
 
     def fit(self, resume: bool = False) -> SimpleNamespace:
         cfg, modes = self.cfg, self.cfg.mode_list()
-        old = depth_lab.read_result(self.run_dir) if resume else None
+        old = record.read_result(self.run_dir) if resume else None
         rows = [r for r in (old or {}).get("rows", []) if r.get("blocks") in cfg.blocks]
         finished = {n for n in cfg.blocks
                     if {r["mode"] for r in rows if r["blocks"] == n} >= set(modes)}
@@ -50,7 +50,7 @@ class SweepRunner:
 
         def save(complete: bool = False) -> None:
             progress = dict(done=state["done"], total=total, message=state["message"])
-            depth_lab.write_result(self.run_dir, depth_lab.payload_of(
+            record.write_result(self.run_dir, record.payload_of(
                 cfg, rows, machine, progress, complete))
 
         def progress(_done: int, _total: int, message: str) -> None:
@@ -78,7 +78,7 @@ class SweepRunner:
         failed = [r for r in rows if r.get("notes")]
         return SimpleNamespace(status="completed", reason=None, final=dict(
             rows=len(rows), depths=len(cfg.blocks), failed_cases=len(failed),
-            result=str(self.run_dir / depth_lab.RESULT_NAME)))
+            result=str(self.run_dir / record.RESULT_NAME)))
 
 
 if __name__ == "__main__":

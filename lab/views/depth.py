@@ -1,31 +1,23 @@
 """The Depth lab: depth sweeps as background runs of the job queue, stored and reloadable.
 
-A sweep is a run like any other (queued, cancelled, resumed, marked stale by ``lab.runs.jobs``)
-whose config says ``{"kind": "depth-sweep", ...}`` and whose worker is ``lab.sweeps.worker``. Its
-results live in ``runs/<id>/sweep.json`` (rewritten after every measured case, so a page can
-draw a sweep while it runs); its progress is also recorded as step metrics.
+What a sweep run is and where its results live: lab.sweeps.record. Here: the form's config, the
+launch, the list, and what the page shows of one sweep (its progress is also recorded as step
+metrics).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from lab.runs import jobs
 from lab.runs.store import Run, Store
+from lab.sweeps.record import KIND, WORKER, memory_metric, read_result, to_sweep
 from lab.sweeps.sweep import SweepConfig, budget_rows
 
-KIND = "depth-sweep"            # config["kind"] of every sweep run: filter runs with is_sweep()
-WORKER = "lab.sweeps.worker"     # the module that runs a sweep: python -m lab.sweeps.worker ID
-RESULT_NAME = "sweep.json"      # the payload in the run folder
 MAX_LAYERS = 1202               # the deepest network the lab offers (hamiltonian-1202)
 DEFAULT_LAYERS = (14, 74, 218)  # valid for every family at three stages, a minute on a CPU
-_STORED = ("kind", "model", "layers")  # config keys beside the SweepConfig fields
 
 
 # one line under the figure for each legend term it uses
@@ -98,13 +90,6 @@ def sweep_config(family: str = "hamiltonian", depths: str | Iterable[int] = DEFA
             **cfg.to_dict()}
 
 
-def to_sweep(config: dict) -> SweepConfig:
-    """The validated SweepConfig of a stored sweep config."""
-    if config.get("kind") != KIND:
-        raise ValueError(f"not a depth-sweep config (kind={config.get('kind')!r})")
-    return SweepConfig.from_dict({k: v for k, v in config.items() if k not in _STORED}).validate()
-
-
 def launch_sweep(config: dict, *, name: str | None = None, store: Store | None = None) -> str:
     """Queue a sweep (validated first: nothing is written for a bad one); returns its run id."""
     cfg = to_sweep(config)
@@ -129,26 +114,6 @@ def _opened(store: Store | None):
 
 
 # ---------------------------------------------------------------- results
-
-
-def write_result(run_dir: Path, payload: dict) -> Path:
-    """Write a sweep's payload atomically (readers never see half a file)."""
-    path = Path(run_dir) / RESULT_NAME
-    tmp = path.with_name(f".{RESULT_NAME}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def read_result(run_dir: Path) -> dict | None:
-    """A sweep's payload, or None before its first case (or if the file is unreadable)."""
-    try:
-        return json.loads((Path(run_dir) / RESULT_NAME).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 @dataclass
@@ -183,12 +148,6 @@ def view(run_id: str, store: Store | None = None) -> SweepView:
         if not is_sweep(run):
             raise ValueError(f"run {run.id} is a training run, not a depth sweep")
         return SweepView(run, read_result(st.run_dir(run.id)))
-
-
-def memory_metric(rows: list[dict]) -> str:
-    """The activation-memory column: allocator bytes held, else autograd's saved bytes."""
-    return "held_mib" if rows and all(r.get("held_mib") is not None for r in rows
-                                       if not r.get("notes")) else "saved_mib"
 
 
 def deepest_within(payload: dict, budget_mib: float) -> list[dict]:
@@ -228,10 +187,3 @@ def result_table(rows: list[dict]) -> list[dict]:
                   "peak over start MiB": r.get("peak_over_start_mib"), "step s": r.get("step_s"),
                   "time vs standard": r.get("vs_standard"), "notes": r.get("notes", "")}
                  for r in rows)
-
-
-def payload_of(cfg: SweepConfig, rows: list[dict], machine: dict,
-               progress: dict[str, Any] | None = None, complete: bool = False) -> dict:
-    """The JSON a sweep run keeps in its folder."""
-    return dict(benchmark=KIND, family=cfg.family, config=cfg.to_dict(), stages=cfg.stages,
-                machine=machine, rows=rows, progress=progress or {}, complete=complete)

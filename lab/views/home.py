@@ -53,6 +53,13 @@ def scaling_payload(path: str | Path | None = None) -> dict | None:
     return payload if isinstance(payload, dict) and payload.get("rows") else None
 
 
+def model_rows() -> list[dict]:
+    """The models table (``core.zoo.describe_models``, as ``python -m lab models`` prints it)."""
+    from core.zoo import describe_models  # here, not at import: the page's top renders first
+
+    return describe_models()
+
+
 def launch_default_run() -> str:
     """Start the default training run (``TrainConfig()``) as a background job; its id."""
     from lab.runs import jobs
