@@ -6,7 +6,7 @@ from lab.figures.runs import METRICS, overlay_figure
 from lab.runs import jobs
 from lab.runs.live import LiveRun
 from lab.runs.store import STATUSES, Store
-from lab.runs.table import run_kind, run_rows
+from lab.runs.table import RUNS_COLUMNS, run_kind, run_rows
 from lab.views import actions
 from lab.views import runs as runs_view
 from lab.views.navigation import entry_first
@@ -42,7 +42,7 @@ if exps:  # the Experiments page links here with ?experiment=ID
                            format_func=lambda e: "any" if e is None else f"{exps[e]} · {e}")
 runs = runs_view.filter_runs(all_runs, text=text, statuses=statuses, kinds=kind_sel,
                              experiment=exp_sel)
-st.dataframe(status_coloured(run_rows(runs)), hide_index=True, width="stretch",
+st.dataframe(status_coloured(run_rows(runs, RUNS_COLUMNS)), hide_index=True, width="stretch",
              key="runs_table")
 st.caption(f"{len(runs)} of {len(all_runs)} runs; click a column header to sort.")
 

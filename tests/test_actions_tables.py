@@ -65,3 +65,11 @@ def test_cells_keep_full_columns_and_write_gappy_ones_as_text():
     rows = cells([{"a": 1.5, "b": 1, "c": None}, {"a": None, "b": 2, "c": math.nan}])
     assert rows == [{"a": "1.5", "b": 1, "c": EMPTY}, {"a": EMPTY, "b": 2, "c": EMPTY}]
     assert cells([{"x": 1}, {"y": 2}]) == [{"x": "1", "y": EMPTY}, {"x": EMPTY, "y": "2"}]
+
+
+def test_status_colours_keep_numbers_short():
+    from lab.views.tables import status_coloured
+
+    html = status_coloured([{"status": "completed", "final test acc %": 97.0},
+                            {"status": "failed", "final test acc %": 99.4444}]).to_html()
+    assert "97.000000" not in html and ">97<" in html and ">99.44<" in html

@@ -22,6 +22,10 @@ STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a3
 # what fits the Home page at 1400 px (the Runs page shows every column, reasons included)
 HOME_COLUMNS = ("run", "status", "name", "model", "dataset", "memory", "epochs",
                 "final test acc %", "started", "duration s")
+# the Runs page: what fits at 1400 px beside the sidebar (measured in Chromium: 9 columns fill
+# its 938 px; kind, blocks, batch, best accuracy, times and the reason are in the run's details)
+RUNS_COLUMNS = ("run", "status", "name", "model", "dataset", "memory", "epochs",
+                "final test acc %", "started")
 # `python -m lab runs`: row key -> header
 CLI_COLUMNS = {"run": "ID", "status": "STATUS", "model": "MODEL", "dataset": "DATASET",
                "epochs": "EPOCHS", "best test acc %": "BEST ACC",
@@ -56,7 +60,8 @@ def epochs_text(r: Run) -> str:
         return "" if planned is None else str(planned)
     if planned is None or ran >= planned:
         return str(ran)
-    return f"{ran} of {planned}" + (f" ({steps} steps)" if steps else "")
+    return f"{ran} of {planned}" + (f" ({steps} step{'s' if steps != 1 else ''})" if steps
+                                    else "")
 
 
 def blocks_text(config: Mapping[str, Any]) -> str:

@@ -55,6 +55,7 @@ def status_coloured(rows: Iterable[Mapping[str, Any]], column: str = "status",
     frame = pd.DataFrame(cells(rows, digits))
     if column not in frame.columns:
         return frame
-    return frame.style.map(
+    floats = [c for c in frame.columns if frame[c].dtype.kind == "f"]  # a Styler shows 6 decimals
+    return frame.style.format(lambda v: text(v, digits), subset=floats).map(
         lambda s: f"color: {STATUS_COLOURS[s]}; font-weight: 600" if s in STATUS_COLOURS
         else "", subset=[column])
