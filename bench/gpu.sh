@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks on a CUDA machine in a few minutes: `bash bench/gpu.sh [TAG]`.
 #
-# Runs the modes, peers, scaling and budget suites on the GPU with Hamiltonian 32-64-128 on CIFAR-shaped
+# Runs the modes, peers, scaling, budget and auto suites on the GPU with Hamiltonian 32-64-128 on CIFAR-shaped
 # input (32x32x3) at batch 128, up to hamiltonian-1202 (100 blocks per stage), and writes
 # docs/bench/<suite>-<TAG>.{json,md,html}; TAG defaults to the GPU's short name (h100, a100,
 # ...). The device name, torch/memcnn/revlib versions and the exact command are stored in every
@@ -51,10 +51,12 @@ PY
 if [ "${SMOKE:-0}" = 1 ]; then
     COMMON=(--widths 8,8,16,16 --batch 2 --size 8 --repeats 1 --warmup 0)
     MODES_DEPTHS=1; PEERS_DEPTHS=1; SCALING_DEPTHS=1,2; BUDGET=(--blocks 2 --steps 3 --compile-blocks 1)
+    AUTO=(--blocks 2)
 else
     COMMON=(--widths 32,32,64,128 --batch "${BATCH:-128}" --size 32 --repeats 5 --warmup 1)
     MODES_DEPTHS=6,18,100; PEERS_DEPTHS=6,18,100; SCALING_DEPTHS=1,2,6,18,50,100
     BUDGET=(--blocks 18 --steps 6 --compile-blocks 2)
+    AUTO=(--blocks 18)
 fi
 
 run() {
@@ -69,4 +71,6 @@ run peers --depths "$PEERS_DEPTHS" "${COMMON[@]}"
 run scaling --depths "$SCALING_DEPTHS" --budget-mib "${BUDGET_MIB:-4096}" "${COMMON[@]}"
 run modes --depths "$MODES_DEPTHS" "${COMMON[@]}"
 run budget --compile "${BUDGET[@]}" "${COMMON[@]}"   # budget mode; torch.compile vs eager
+# memory="auto" at three limits, and with none: the GPU's free memory (mem_get_info) decides
+run auto "${AUTO[@]}" "${COMMON[@]}"
 echo "== all benchmarks took $((SECONDS - total)) s; results in $OUT/*-$TAG.{json,md,html}"

@@ -89,14 +89,24 @@ class SegmentPlan:
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """The budget plan for one input shape: per segment, which blocks are stored."""
+    """The plan for one input shape: per segment, which blocks are stored.
+
+    In ``budget`` mode the budget is given; in ``auto`` mode the network derived it from a
+    memory limit, and the fields after ``segments`` say what it chose and why.
+    """
 
     input_shape: tuple[int, ...]
-    budget_bytes: int
-    minimum_bytes: int      # everything rebuilt (reversible mode)
+    budget_bytes: int       # activation bytes the plan may keep for backward
+    minimum_bytes: int      # everything rebuilt (reversible mode; checkpoint for ResNets)
     predicted_bytes: int    # what this plan keeps for backward
     outside_bytes: int      # kept by layers outside the segments (stem, transitions, head)
     segments: tuple[SegmentPlan, ...] = field(default_factory=tuple)
+    mode: str = "budget"    # "budget", or "auto"
+    choice: str = ""        # auto: "standard", "budget", "reversible" or "checkpoint"
+    limit_bytes: int | None = None  # auto: memory the whole training step may use
+    limit_source: str = ""  # auto: where the limit came from
+    reserved: dict[str, int] = field(default_factory=dict)  # auto: bytes besides activations
+    reason: str = ""        # auto: why this choice, in one sentence
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -108,6 +118,12 @@ class MemoryPlan:
         lines = [f"memory plan for input {self.input_shape}: predicted "
                  f"{self.predicted_bytes / MiB:.2f} MiB of a {self.budget_bytes / MiB:.2f} MiB "
                  f"budget (minimum {self.minimum_bytes / MiB:.2f} MiB)"]
+        if self.mode == "auto":
+            lines.append(f"  auto chose {self.choice}: {self.reason}")
+            if self.limit_bytes is not None:
+                kept = ", ".join(f"{k} {v / MiB:.2f}" for k, v in self.reserved.items())
+                lines.append(f"  limit {self.limit_bytes / MiB:.2f} MiB ({self.limit_source}); "
+                             f"reserved besides activations (MiB): {kept}")
         for i, s in enumerate(self.segments):
             stored = (f"blocks {s.rebuilt}..{s.blocks - 1} stored" if s.rebuilt < s.blocks
                       else "none stored")

@@ -1,33 +1,18 @@
 """How many activation bytes each memory mode keeps for backward, for a network config at a
-batch shape, without building the real network: a few short copies are run and the result
-extrapolated (see ``estimate_activation_bytes``)."""
+batch shape, without building the real network: short copies are run and the result
+extrapolated (``core.probe``); this module checks the request and answers it."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import json
 from collections.abc import Sequence
 
 import torch
 
-from core.memory import SavedTensorMeter, check_memory_mode, side_effect_free, supported_modes
+from core.memory import check_memory_mode, supported_modes
 from core.network import NetworkConfig, ReversibleNet
-from core.reversible import ReversibleSegment
+from core.probe import saved_bytes
 
 __all__ = ["estimate_activation_bytes"]
-
-
-def _plain_bytes(net, x: torch.Tensor, modes: Sequence[str]) -> dict[str, int]:
-    """Bytes ``SavedTensorMeter`` counts for one forward of ``net`` on ``x``, per mode."""
-    out = {}
-    for mode in modes:
-        net.set_memory_mode(mode)
-        with SavedTensorMeter(exclude=net.parameters()) as meter:
-            y = net(x)
-        del y
-        out[mode] = meter.bytes
-    return out
 
 
 def estimate_activation_bytes(model_or_config, input_shape: Sequence[int],
@@ -67,72 +52,19 @@ def estimate_activation_bytes(model_or_config, input_shape: Sequence[int],
     if len(shape) != 4 or any(not isinstance(d, int) or d < 1 for d in shape):
         raise ValueError(f"input_shape={input_shape!r}: give (batch, channels, height, width), "
                          "four positive integers")
-    # budget mode has no single figure: it is planned per input shape (memory_plan)
-    supported = [m for m in supported_modes(cfg) if m != "budget"]
+    # budget and auto have no single figure: they are planned per input shape (memory_plan)
+    supported = [m for m in supported_modes(cfg) if m not in ("budget", "auto")]
     modes = list(supported if modes is None else modes)
     for mode in modes:
         check_memory_mode(mode)
         if mode not in supported:
             raise ValueError(f"mode {mode!r} cannot be estimated for {cfg.family} blocks; "
                              f"choose among {', '.join(supported)}"
-                             + (" (for 'budget', use model.memory_plan())"
-                                if mode == "budget" else ""))
+                             + (f" (for {mode!r}, use model.memory_plan())"
+                                if mode in ("budget", "auto") else ""))
     if shape[1] != cfg.in_channels:
         raise ValueError(f"input_shape={shape}: this model takes {cfg.in_channels}-channel images")
     if min(shape[2:]) < 2 ** (len(cfg.blocks) - 1):
         raise ValueError(f"input_shape={shape}: images are too small for "
                          f"{len(cfg.blocks) - 1} poolings")
-    cached = _estimate(cfg.saved_bytes_key(), shape, tuple(modes), dtype)
-    return dict(cached)
-
-
-@functools.lru_cache(maxsize=64)
-def _estimate(cfg_json: str, shape: tuple[int, ...], modes: tuple[str, ...],
-              dtype: torch.dtype) -> tuple[tuple[str, int], ...]:
-    cfg = NetworkConfig(**json.loads(cfg_json))
-    batch, _, height, width = shape
-    pools = len(cfg.blocks) - 1
-    b1 = 1 if (height >> pools) * (width >> pools) > 1 else 2  # BN needs 2 values per channel
-
-    short = tuple(min(n, 2) for n in cfg.blocks)
-    variants = {s: tuple(3 if t == s else k for t, k in enumerate(short))
-                for s, n in enumerate(cfg.blocks) if n > 2}
-
-    def measure(blocks: tuple[int, ...]) -> tuple[dict[str, int], list[tuple[int, int]]]:
-        """Bytes per mode at batch ``batch`` (affine extrapolation from b1, b1+1) and the
-        (length, per-sample pair bytes) of each reversible segment."""
-        c = dataclasses.replace(cfg, blocks=blocks, memory="standard", anchor_every=0)
-        net = ReversibleNet(c).to(dtype).train()
-        per_batch, segs = [], []
-        hook_out: list[tuple[int, int]] = []
-
-        def hook(seg, args):
-            hook_out.append((len(seg.blocks), 2 * args[0][0].numel() * args[0].element_size()))
-
-        handles = [m.register_forward_pre_hook(hook) for m in net.modules()
-                   if isinstance(m, ReversibleSegment)]
-        with torch.enable_grad():
-            for b in (b1, b1 + 1):
-                hook_out.clear()
-                per_batch.append(_plain_bytes(net, torch.zeros(b, *shape[1:], dtype=dtype), modes))
-                segs = list(hook_out[:len(handles)])
-        for h in handles:
-            h.remove()
-        lo, hi = per_batch
-        return {m: lo[m] + (batch - b1) * (hi[m] - lo[m]) for m in modes}, segs
-
-    with side_effect_free():
-        base, base_segs = measure(short)
-        measured = {s: measure(blocks) for s, blocks in variants.items()}
-    total = dict(base)
-    lengths = [n for n, _ in base_segs]
-    for s, (more, segs) in measured.items():
-        extra = cfg.blocks[s] - short[s]
-        for m in modes:
-            total[m] += extra * (more[m] - base[m])
-        lengths = [n + extra * (m - b) for n, (m, _), (b, _) in zip(lengths, segs, base_segs)]
-    if "reversible" in total and cfg.anchor_every:
-        total["reversible"] += sum((n - 1) // cfg.anchor_every * pair * batch
-                                   for n, (_, pair) in zip(lengths, base_segs))
-    return tuple(total.items())
-
+    return saved_bytes(ReversibleNet, cfg, shape, modes, dtype)

@@ -10,18 +10,22 @@ registry ``core.blocks.FAMILIES`` (invertible = its block is a ``ReversibleBlock
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
 
 from core.blocks import FAMILIES, ReversibleBlock
 
-MemoryMode = Literal["standard", "checkpoint", "reversible", "budget"]
+MemoryMode = Literal["standard", "checkpoint", "reversible", "budget", "auto"]
 MEMORY_MODES: tuple[str, ...] = get_args(MemoryMode)
 REBUILDING_MODES = ("reversible", "budget")  # rebuild activations: need invertible blocks
+# "auto" suits every family: the network picks standard/budget/reversible (invertible blocks)
+# or standard/checkpoint (the others) from the memory it may use; see ReversibleNet.
 
 
 def check_memory_mode(mode: str) -> str:
@@ -51,7 +55,8 @@ def invertible_families() -> tuple[str, ...]:
 
 def supported_modes(model: Any) -> tuple[str, ...]:
     """The memory modes a family (name, ``NetworkConfig`` or ``ReversibleNet``) supports, in
-    ``MEMORY_MODES`` order: all of them for invertible blocks, else those that rebuild nothing."""
+    ``MEMORY_MODES`` order: all of them for invertible blocks, else those that rebuild nothing
+    (and ``auto``, which then chooses between standard and checkpoint)."""
     ok = invertible(model)
     return tuple(m for m in MEMORY_MODES if ok or m not in REBUILDING_MODES)
 
@@ -118,6 +123,43 @@ class SavedTensorMeter:
 
     def __exit__(self, *exc) -> None:
         self._hooks.__exit__(*exc)
+
+
+def free_memory(device: torch.device | str) -> tuple[int, str]:
+    """Bytes this process could still use on ``device`` now, and where the figure comes from.
+
+    CUDA: ``torch.cuda.mem_get_info``'s free bytes plus what this process's caching allocator
+    holds unused (reserved - allocated), since both can serve new tensors. Not run on a GPU in
+    this project's tests (CPU-only machines): the CUDA branch is untested.
+    CPU: the kernel's ``MemAvailable`` (``/proc/meminfo``), capped by a cgroup v2 limit
+    (``memory.max - memory.current``) when the process runs under one; elsewhere the free
+    physical pages (``os.sysconf``).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + cached), (f"free CUDA memory on {device} (mem_get_info, plus this "
+                                    "process's unused cache)")
+    avail, source = None, "free RAM (sysconf)"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail, source = int(line.split()[1]) * 1024, "available RAM (MemAvailable)"
+                break
+    except OSError:
+        pass
+    if avail is None:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        used = int((cgroup / "memory.current").read_text())
+        if limit != "max" and int(limit) - used < avail:
+            avail, source = int(limit) - used, "the cgroup's memory limit (memory.max)"
+    except (OSError, ValueError):
+        pass
+    return int(avail), source
 
 
 def peak_rss_bytes() -> int:

@@ -43,6 +43,20 @@ from core.budget import BlockCost, MiB, SegmentCosts, SegmentPlan, plan
 from core.memory import SavedTensorMeter, check_memory_mode
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
+# The drift watch's warning line: a segment whose input, rebuilt from its output, is further
+# than this from the stored forward input (relative L2 error) in this dtype. float32: 1e-3 sits
+# above Hamiltonian/RevNet/Midpoint at 100 blocks per stage (3e-5 to 4e-4 measured,
+# docs/experiments/drift.md) and below Leapfrog there (2.4e-3); float64 rounds 1e9x finer.
+REBUILD_ERROR_THRESHOLD: dict[torch.dtype, float] = {
+    torch.float64: 1e-10, torch.float32: 1e-3, torch.bfloat16: 1e-2, torch.float16: 1e-2}
+
+
+def relative_error(a: Tensor, ref: Tensor) -> float:
+    """``||a - ref|| / ||ref||`` in float64 (the absolute error when ``ref`` is zero)."""
+    ref64 = ref.double()
+    den = ref64.norm().item()
+    num = (a.double() - ref64).norm().item()
+    return num / den if den > 0 else num
 
 
 @contextlib.contextmanager
@@ -168,10 +182,12 @@ class ReversibleSegment(nn.Module):
                         anchor_every: int | None = None) -> ReversibleSegment:
         """Switch mode without rebuilding; ``budget`` needs ``mib`` (MiB of saved activations)."""
         check_memory_mode(mode)
+        if mode == "auto":
+            raise ValueError("memory mode 'auto' is planned by the network (ReversibleNet) from "
+                             "a memory limit; a ReversibleSegment takes standard, checkpoint, "
+                             "reversible or budget (with mib=M)")
         if anchor_every is not None:
-            if not isinstance(anchor_every, int) or anchor_every < 0:
-                raise ValueError(f"anchor_every={anchor_every!r} must be an integer >= 0")
-            self.anchor_every = anchor_every
+            self.set_anchor_every(anchor_every)
         if mode == "budget":
             check_budget_mib(mib)
         self.mode, self.mib = mode, (float(mib) if mode == "budget" else None)
@@ -179,9 +195,82 @@ class ReversibleSegment(nn.Module):
         self._last_plan = None
         return self
 
+    def set_anchor_every(self, anchor_every: int) -> ReversibleSegment:
+        """Keep the state after every k-th block (0 = off) from the next forward on; a budget
+        plan is made again (anchors cost a pair each)."""
+        if isinstance(anchor_every, bool) or not isinstance(anchor_every, int) or anchor_every < 0:
+            raise ValueError(f"anchor_every={anchor_every!r} must be an integer >= 0")
+        self.anchor_every = anchor_every
+        self._plans.clear()
+        self._last_plan = None
+        return self
+
     @property
     def memory_mode(self) -> str:
         return self.mode
+
+    def rebuild_inputs(self, a: Tensor, b: Tensor, *, n: int | None = None,
+                       anchors: dict[int, tuple[Tensor, Tensor]] | None = None,
+                       rng_states: list | None = None) -> list[tuple[Tensor, Tensor]]:
+        """The inputs of blocks ``0..n-1`` rebuilt from the state ``(a, b)`` after block
+        ``n - 1``, walking back with the couplings' inverse exactly as the reversible backward
+        does: ``anchors[i]`` (the exact state after block ``i``) replaces the rebuilt one, the
+        zero-padded input channels are restored, and ``rng_states`` (one per coupling, in
+        forward order) replays dropout. Runs as called (callers use ``no_grad`` and freeze the
+        batch-norm statistics); returns ``[(a_i, b_i)]`` for ``i = 0..n-1``."""
+        n = len(self.blocks) if n is None else n
+        state = [a, b]
+        rng = iter(reversed(rng_states)) if rng_states is not None else None
+        out: list[tuple[Tensor, Tensor]] = [None] * n  # type: ignore[list-item]
+        for i in range(n - 1, -1, -1):
+            if anchors and i in anchors and i + 1 < n:
+                state = list(anchors[i])  # an anchor: the exact state, rebuild error dropped
+            block = self.blocks[i]
+            for j in (1, 0):
+                with _replayed_rng(next(rng) if rng else None, state[0].device):
+                    state[j] = block.couplings[j].inverse(state[j], state[1 - j])
+                if i == 0 and j == 1 and self.input_live is not None:
+                    state[1][:, self.input_live:] = 0  # exact zeros of the padding
+            out[i] = (state[0], state[1])
+        return out
+
+    def rebuild_error(self, a: Tensor, b: Tensor, n: int | None = None) -> float:
+        """How far the segment's input ``(a, b)``, rebuilt from the state after its first ``n``
+        blocks (default all), is from itself: ``||rebuilt - input|| / ||input||``.
+
+        What the reversible backward would rebuild for this batch, in the segment's current
+        mode (train: batch statistics), with its anchors and dropout replay. Nothing changes:
+        no gradients, batch-norm running statistics restored, the caller's RNG untouched.
+        """
+        return self._rebuild_error(a, b, n)[0]
+
+    def _rebuild_error(self, a: Tensor, b: Tensor, n: int | None = None
+                       ) -> tuple[float, tuple[Tensor, Tensor]]:
+        """``rebuild_error`` and the segment's output (all blocks run), from one forward."""
+        n = len(self.blocks) if n is None else n
+        k = self.anchor_every
+        stochastic = self.training and (self.preserve_rng or any(map(_draws, self.dropouts)))
+        devices = [a.device] if a.device.type == "cuda" else []
+        with torch.no_grad(), frozen_running_stats(self.norms), \
+                torch.random.fork_rng(devices=devices, device_type="cuda"):
+            rng_states: list | None = [] if stochastic else None
+            anchors: dict[int, tuple[Tensor, Tensor]] = {}
+            state = [a, b]
+            for i in range(n):
+                for j, c in enumerate(self.blocks[i].couplings):
+                    if rng_states is not None:
+                        rng_states.append(_rng_state(a.device))
+                    state[j] = c(state[j], state[1 - j])
+                if k and (i + 1) % k == 0 and i + 1 < n:
+                    anchors[i] = (state[0], state[1])
+            error = 0.0  # nothing rebuilt
+            if n:
+                a0, b0 = self.rebuild_inputs(state[0], state[1], n=n, anchors=anchors,
+                                             rng_states=rng_states)[0]
+                error = relative_error(torch.cat([a0, b0], 1), torch.cat([a, b], 1))
+            for block in self.blocks[n:]:
+                state = list(block(*state))
+        return error, (state[0], state[1])
 
     def _plan_key(self, a: Tensor, b: Tensor) -> tuple:
         return (tuple(a.shape), tuple(b.shape), a.dtype, b.dtype, a.device.type, self.training)
@@ -234,15 +323,16 @@ class ReversibleSegment(nn.Module):
         return f"memory={self.mode}" + (f", mib={self.mib:g}" if self.mib is not None else "")
 
 
-def check_budget_mib(mib) -> float:
-    """``mib`` for budget mode: a finite number > 0, else ValueError/TypeError saying so."""
+def check_budget_mib(mib, name: str = "mib") -> float:
+    """``mib`` for budget mode (or ``name``, e.g. auto's limit): a finite number > 0, else
+    ValueError/TypeError saying so."""
     if mib is None:
         raise ValueError("memory mode 'budget' needs mib=M, the MiB of activations it may keep "
                          "for backward, e.g. set_memory_mode('budget', mib=256)")
     if isinstance(mib, bool) or not isinstance(mib, (int, float)):
-        raise TypeError(f"mib={mib!r} must be a number of MiB")
+        raise TypeError(f"{name}={mib!r} must be a number of MiB")
     if not (math.isfinite(mib) and mib > 0):
-        raise ValueError(f"mib={mib!r} must be a finite number of MiB > 0")
+        raise ValueError(f"{name}={mib!r} must be a finite number of MiB > 0")
     return float(mib)
 
 

@@ -56,6 +56,10 @@ def form() -> None:
         v["memory"] = st.selectbox("Memory mode", modes, key="memory")
         v["memory_mib"] = (st.number_input("Memory budget (MiB)", 1.0, 1e6, d["memory_mib"],
                                            key="memory_mib") if v["memory"] == "budget" else None)
+        v["memory_limit_mib"] = (st.number_input(
+            "Memory limit (MiB)", 1.0, 1e7, None, key="memory_limit_mib",
+            placeholder="the device's free memory",
+            help=train_form.AUTO_HELP) if v["memory"] == "auto" else None)
     with c2:
         st.subheader("Data")
         names = core.data.list_datasets()
@@ -208,7 +212,11 @@ def panel(rid: str, other: str | None, active: bool, waiting: bool = False) -> N
     c1.plotly_chart(figs["accuracy"], key=f"live-accuracy-{rid}")
     c2.plotly_chart(figs["loss"], key=f"live-loss-{rid}")
     c1.plotly_chart(figs["memory"], key=f"live-memory-{rid}")
-    c2.plotly_chart(figs["throughput"], key=f"live-throughput-{rid}")
+    if "drift" in figs:  # the drift watch has measured: rebuild error beside memory
+        c2.plotly_chart(figs["drift"], key=f"live-drift-{rid}")
+        c1.plotly_chart(figs["throughput"], key=f"live-throughput-{rid}")
+    else:
+        c2.plotly_chart(figs["throughput"], key=f"live-throughput-{rid}")
     st.caption("  \n".join(f"**{term}**: {what}" for term, what in LIVE_TERMS.items()))
     still = any(lv.run is not None and lv.run.active for lv in lives)
     if active and not still:

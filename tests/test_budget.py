@@ -112,7 +112,7 @@ def test_budget_configuration_errors():
         model.set_memory_mode("budget", mib=-3)
     with pytest.raises(ValueError, match="needs invertible blocks"):
         core.create_model("resnet", memory="budget", memory_mib=10)
-    with pytest.raises(ValueError, match="describes budget mode"):
+    with pytest.raises(ValueError, match="describes budget and auto modes"):
         model.set_memory_mode("reversible").memory_plan()
     m = core.create_model("hamiltonian", memory="budget", memory_mib=64)
     assert m.memory_mode == "budget" and m.config.memory_mib == 64

@@ -81,8 +81,7 @@ def test_supported_modes_follow_the_block_registry(family):
     """Invertible (a ReversibleBlock) families take every mode; the others only those that
     rebuild nothing. A family name, a config and a model give the same answer."""
     rebuilding = issubclass(FAMILIES[family], core.ReversibleBlock)
-    expected = MEMORY_MODES if rebuilding else tuple(
-        m for m in MEMORY_MODES if m not in ("reversible", "budget"))
+    expected = MEMORY_MODES if rebuilding else ("standard", "checkpoint", "auto")
     cfg = core.model_config(family)
     assert supported_modes(family) == supported_modes(cfg) == expected
     assert supported_modes(core.ReversibleNet(cfg)) == expected
@@ -110,6 +109,10 @@ def test_every_site_reads_the_one_rule(family, mode, site):
     """NetworkConfig, TrainConfig and the sweeps accept exactly the modes core.memory supports
     for the family, and refuse the others naming the mode, the family and the choices."""
     modes = supported_modes(family)
+    if site == "sweep" and mode == "auto":
+        with pytest.raises(ValueError, match="'auto' picks standard, budget or reversible"):
+            _site(site, family, mode)
+        return
     if mode in modes:
         _site(site, family, mode)
         return
@@ -125,7 +128,7 @@ def test_the_form_and_the_depth_lab_offer_the_supported_modes(family):
 
     assert train.memory_modes(family)[0] == default_mode(family)
     assert sorted(train.memory_modes(family)) == sorted(supported_modes(family))
-    assert depth.mode_choices(family) == list(supported_modes(family))
+    assert depth.mode_choices(family) == [m for m in supported_modes(family) if m != "auto"]
 
 
 def test_unknown_family_is_named():

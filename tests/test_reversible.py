@@ -214,26 +214,46 @@ def test_meter_counts_activations_not_parameters():
         p.numel() * 4 for n, p in m.named_parameters() if "weight" in n and p.dim() == 4)
 
 
-def test_float32_rebuild_is_exact_where_padding_zeroes_channels():
-    """Zero-padded channels have zero batch variance; unless the rebuild restores their exact
-    zeros, BN blows rebuild rounding up by 1/sqrt(eps) and some batches get 1e-2 errors.
+def _padded_model(seed):
+    torch.manual_seed(seed)
+    model = core.create_model("hamiltonian", blocks=(2, 2, 2), widths=(32, 32, 64, 112))
+    randomize_batchnorm(model)
+    return model, torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
 
-    With the restoration, 5 of these 6 batches agree with standard mode within 1.5e-5 (without
-    it, seeds 0 and 2 reach 1.0e-2 and 9.0e-4). Seed 3 is an open case on this CPU: 4.6e-3
-    against a float64 reference, traced to the restoration in the second segment (disabling it
-    there gives 7e-6), cause not yet understood; it is bounded here, not hidden.
-    """
-    errors = []
-    for seed in range(6):
-        torch.manual_seed(seed)
-        model = core.create_model("hamiltonian", blocks=(2, 2, 2), widths=(32, 32, 64, 112))
-        randomize_batchnorm(model)
-        x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
-        got = {}
-        for mode in ["standard", "reversible"]:
-            m = copy.deepcopy(model).set_memory_mode(mode)
-            F.cross_entropy(m(x), y).backward()
-            got[mode] = [p.grad for p in m.parameters()]
-        errors.append(max(rel_err(a, b) for a, b in zip(got["reversible"], got["standard"])))
-    assert sum(e < 1e-4 for e in errors) >= 5, errors
-    assert max(errors) < 1e-2, errors
+
+@pytest.mark.parametrize("seed", range(6))
+def test_float32_rebuild_restores_the_padding_exactly(seed):
+    """Zero-padded channels have zero batch variance: unless the rebuild restores their exact
+    zeros, BN blows rebuild rounding up by 1/sqrt(eps). Checked where it happens, not through
+    the gradients (whose ReLU kinks make any comparison a matter of luck): in the second
+    segment, the first sub-function of block 0 sees in backward the rebuilt input with the
+    padded channels exactly zero, the live ones within 1e-5 of the forward input, and gives
+    its forward output within 2e-6 (about 5e-7 measured; 6e-6 without the restoration)."""
+    model, x, y = _padded_model(seed)
+    model.set_memory_mode("reversible")
+    seg = model.reversible_segments()[1]
+    live = seg.input_live
+    assert live is not None and 0 < live < seg.blocks[0].couplings[0].f.weight.shape[0]
+    seen = []
+    seg.blocks[0].couplings[0].f.register_forward_hook(
+        lambda mod, args, out: seen.append((args[0].detach().clone(), out.detach().clone())))
+    F.cross_entropy(model(x), y).backward()
+    (fwd_in, fwd_out), (rebuilt_in, rebuilt_out) = seen  # the forward, then the rebuild
+    assert torch.equal(rebuilt_in[:, live:], torch.zeros_like(rebuilt_in[:, live:]))
+    assert (rebuilt_in[:, :live] - fwd_in[:, :live]).abs().max() < 1e-5
+    assert rel_err(rebuilt_out, fwd_out) < 2e-6
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_float32_gradients_match_standard_with_a_smooth_activation(seed, monkeypatch):
+    """Away from ReLU's kink (a rebuilt pre-activation 4e-7 from zero can flip a ReLU, and the
+    gradient jumps; standard float32 does the same on other batches), reversible float32
+    gradients agree with standard float32 within 1e-4 on every batch."""
+    monkeypatch.setattr(torch.nn.functional, "relu", lambda x, inplace=False: F.silu(x))
+    model, x, y = _padded_model(seed)
+    got = {}
+    for mode in ["standard", "reversible"]:
+        m = copy.deepcopy(model).set_memory_mode(mode)
+        F.cross_entropy(m(x), y).backward()
+        got[mode] = [p.grad for p in m.parameters()]
+    assert max(rel_err(a, b) for a, b in zip(got["reversible"], got["standard"])) < 1e-4

@@ -12,7 +12,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.network import ReversibleNet, Transition
-from core.reversible import ReversibleSegment, batch_norms, frozen_running_stats
+from core.reversible import (
+    ReversibleSegment,
+    batch_norms,
+    frozen_running_stats,
+    relative_error,
+)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -40,14 +45,6 @@ class Trajectory:
     def max_error(self) -> float | None:
         errs = [e for e in self.error if e is not None]
         return max(errs) if errs else None
-
-
-def relative_error(a: Tensor, ref: Tensor) -> float:
-    """``||a - ref|| / ||ref||`` in float64 (0 when both are zero)."""
-    ref64 = ref.double()
-    den = ref64.norm().item()
-    num = (a.double() - ref64).norm().item()
-    return num / den if den > 0 else num
 
 
 @contextlib.contextmanager
@@ -143,21 +140,8 @@ def trajectory(model: ReversibleNet, x: Tensor, *, dtype: str | torch.dtype = "f
 
 def _rebuild(seg: ReversibleSegment, outs: list[tuple[Tensor, Tensor]],
              ins: list[tuple[Tensor, Tensor]], k: int) -> list[tuple[Tensor, Tensor]]:
-    """The inputs of the segment's blocks, rebuilt from its output as the backward does."""
+    """The inputs of the segment's blocks, rebuilt from its output as the backward does
+    (``ReversibleSegment.rebuild_inputs``), restarting from the exact state every k blocks."""
     n = len(seg.blocks)
-    rebuilt: list[tuple[Tensor, Tensor]] = [None] * n  # type: ignore[list-item]
-    a, b = outs[-1]
-    for i in range(n - 1, -1, -1):
-        if k and (i + 1) % k == 0 and i + 1 < n:
-            a, b = outs[i]  # an anchor: the exact state after block i
-        block = seg.blocks[i]
-        if i == 0 and seg.input_live is not None:
-            # As core.reversible: undo coupling 1, restore the padding's exact zeros in b, then
-            # undo coupling 0 with that b (ReversibleBlock.inverse, split in its two steps).
-            b = block.couplings[1].inverse(b, a)
-            b[:, seg.input_live:] = 0
-            a = block.couplings[0].inverse(a, b)
-        else:
-            a, b = block.inverse(a, b)
-        rebuilt[i] = (a, b)
-    return rebuilt
+    anchors = {i: outs[i] for i in range(n - 1) if k and (i + 1) % k == 0}
+    return seg.rebuild_inputs(*outs[-1], anchors=anchors)

@@ -43,8 +43,14 @@ class TrainConfig:
     weight_decay: float = 5e-4          # on conv/linear weights only; PAPER.md: 2e-4 on CIFAR
     seed: int = 0                       # seeds init, data order and augmentation
     device: str = "auto"                # "auto" (cuda if available), "cpu" or "cuda"
-    memory: str = "reversible"          # activation memory: standard|checkpoint|reversible|budget
+    memory: str = "reversible"          # activation memory: standard, checkpoint, reversible,
+    #                                     budget or auto (the engine decides; see core.network)
     memory_mib: float | None = None     # memory="budget": MiB of activations kept for backward
+    memory_limit_mib: float | None = None  # memory="auto": MiB the whole step may use (None:
+    #                                        the device's free memory less a margin)
+    drift_every: int = 50               # rebuild-error check every N steps in reversible,
+    #                                     budget and auto (one extra no-grad pass; 0: off)
+    drift_anchor: bool = False          # above the drift threshold, anchor that segment
     amp: bool = False                   # bfloat16 autocast of forward passes (CUDA: sm80+)
     checkpoint_every: int = 200         # steps between mid-epoch checkpoints (0: epoch ends only)
     num_workers: int = 0                # DataLoader worker processes (0: load in this process)
@@ -106,7 +112,16 @@ class TrainConfig:
             from core.reversible import check_budget_mib
 
             check_budget_mib(self.memory_mib)  # budget mode needs its MiB
-        for name in ("amp", "augment"):
+        if self.memory_limit_mib is not None:
+            from core.reversible import check_budget_mib
+
+            check_budget_mib(self.memory_limit_mib, "memory_limit_mib")
+            if self.memory != "auto":
+                raise ValueError(f"memory_limit_mib={self.memory_limit_mib!r} is the limit of "
+                                 f"memory='auto'; with memory={self.memory!r} leave it unset "
+                                 "(budget mode takes memory_mib)")
+        _check_int(self, "drift_every", minimum=0)
+        for name in ("amp", "augment", "drift_anchor"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}={getattr(self, name)!r} must be True or False")
         _check_int(self, "checkpoint_every", minimum=0)

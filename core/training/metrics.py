@@ -11,6 +11,9 @@ from core.memory import SavedTensorMeter, peak_memory_bytes
 
 STEP_KEYS = ("step", "epoch", "epoch_frac", "loss", "acc", "lr", "samples_per_sec",
              "peak_mem_bytes", "saved_bytes", "time", "skipped")
+# on the drift watch's steps (every drift_every) also: the largest segment rebuild error, and
+# one key per reversible segment j (relative L2 error of its rebuilt input)
+DRIFT_KEY, DRIFT_SEGMENT_KEY = "rebuild_error", "rebuild_error_s{}"
 EPOCH_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
               "epoch_time", "peak_mem_bytes", "time")
 

@@ -3,9 +3,18 @@
 Nothing here knows a run store or a web app: progress leaves through ``Callback`` methods and
 the files of the run folder (see ``core.training.checkpoint``).
 
-Events passed to ``Callback.on_event(kind, message)``: ``start``, ``resume``, ``warning``,
-``nonfinite`` (a step was skipped), ``grow`` (multi-level: the model was interpolated),
-``interrupted``, ``failed``, ``completed``.
+Events passed to ``Callback.on_event(kind, message)``: ``start``, ``resume``, ``warning``
+(also a segment's rebuild error over the drift threshold), ``nonfinite`` (a step was skipped),
+``grow`` (multi-level: the model was interpolated), ``memory`` (memory="auto": the plan made
+for a new input shape, what it chose and why), ``replan`` (auto: out of memory, re-planned with
+less and the step retried), ``interrupted``, ``failed``, ``completed``.
+
+Out of memory: in ``auto`` the step is re-planned with less memory (``replan_smaller``) and
+retried once, after putting back what the failed attempt touched (gradients, batch-norm
+statistics, the RNG), so the run equals one that started with the new plan. Under DDP, or in
+any other mode, the run fails with a reason naming ``auto``/``reversible`` and their need.
+
+The drift watch (``drift_every``, step metrics ``rebuild_error``): ``core.training.watch``.
 """
 
 from __future__ import annotations
@@ -30,10 +39,11 @@ from core.training.checkpoint import has_checkpoint, load_state, save_checkpoint
 from core.training.config import TrainConfig, _jsonable
 from core.training.metrics import Running, peak_memory, reset_peak_memory, saved_tensors
 from core.training.signals import stop_signals
+from core.training.watch import DriftWatch, oom_reason, optimizer_state_bytes, plan_line
 
 MAX_NONFINITE = 3  # consecutive non-finite losses that end a run as "failed"
 # Config fields that may change between a run and its resume without changing the numbers.
-RESUMABLE_CHANGES = ("device", "num_workers", "checkpoint_every", "data_root")
+RESUMABLE_CHANGES = ("device", "num_workers", "checkpoint_every", "data_root", "drift_every")
 
 
 class Callback:
@@ -174,11 +184,12 @@ class Trainer:
 
             self.model = core.create_model(cfg.model, num_classes=data.num_classes,
                                            in_channels=data.in_channels, memory=cfg.memory,
-                                           memory_mib=cfg.memory_mib, **cfg.model_kwargs)
+                                           memory_mib=cfg.memory_mib,
+                                           memory_limit_mib=cfg.memory_limit_mib,
+                                           **cfg.model_kwargs)
         model = self.model.to(device)
         if hasattr(model, "set_memory_mode"):
-            model.set_memory_mode(cfg.memory, **({"mib": cfg.memory_mib}
-                                                 if cfg.memory == "budget" else {}))
+            self._set_memory_mode(model)
         # Training draws (dropout) start from the seed however the model was built, and differ
         # between ranks (the same masks on every shard would be needlessly correlated).
         torch.manual_seed(int(np.random.SeedSequence([cfg.seed, info.rank]).generate_state(1)[0]))
@@ -196,6 +207,9 @@ class Trainer:
         self._last_lr = self.optimizer.param_groups[0]["lr"]  # the lr of the latest step
         self._last_epoch: dict = {}
         self._last_ckpt_step: int | None = None
+        self._last_shape: tuple[int, ...] = ()
+        self._announced = None  # the auto plan last recorded as an event
+        self._drift = DriftWatch(cfg, self._event, info)
         resumed_from = self._restore() if found else None
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +223,16 @@ class Trainer:
                     f"resuming at step {resumed_from}" if resumed_from is not None
                     else f"training {cfg.model} on {cfg.dataset} for {self.total_steps} steps")
         return self._loop()
+
+    def _set_memory_mode(self, model: nn.Module) -> None:
+        cfg = self.cfg
+        if cfg.memory == "budget":
+            model.set_memory_mode("budget", mib=cfg.memory_mib)
+        elif cfg.memory == "auto":
+            model.set_memory_mode("auto", limit_mib=cfg.memory_limit_mib,
+                                  optimizer_bytes=optimizer_state_bytes(model, cfg))
+        else:
+            model.set_memory_mode(cfg.memory)
 
     def _load_data(self):
         from core.data import load_dataset
@@ -273,8 +297,8 @@ class Trainer:
             return self._interrupt("KeyboardInterrupt",
                                    save=self._consistent and not self._dist.enabled)
         except torch.OutOfMemoryError as e:
-            reason = (f"out of memory at step {pos.step} ({str(e).splitlines()[0]}); try a "
-                      "smaller batch_size or memory='reversible'")
+            reason = oom_reason(cfg, self.model, e, pos.step + 1, self._last_shape,
+                                ddp=self._dist.enabled)
             self._event("failed", reason)
             return TrainResult("failed", reason, self._final())
         self._event("completed", f"finished {pos.epoch} epochs ({pos.step} steps)")
@@ -297,6 +321,8 @@ class Trainer:
 
         while self.level < min(level, self.cfg.levels):
             self.model = interpolate(self.model).to(self.device)
+            if hasattr(self.model, "set_memory_mode"):
+                self._set_memory_mode(self.model)  # auto: the grown model's own plan
             self.level += 1
             step = self._pos.step
             self.optimizer = build_optimizer(self.model, self.cfg)
@@ -324,17 +350,39 @@ class Trainer:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
         reset_peak_memory(device)
+        self._last_shape = tuple(x.shape)
         buffers = list(self.model.buffers())
         # Batch-norm statistics are updated by the forward pass; a skipped step puts them back.
         backup = [b.detach().clone() for b in buffers]
         self._last_lr = lr = self.optimizer.param_groups[0]["lr"]
-        with saved_tensors(self.model) as meter, \
-                torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-            logits = self._ddp(x)
-            loss = F.cross_entropy(logits.float(), y)
-        # Backward runs even for a non-finite loss: under DDP every rank must join the
-        # gradient all-reduce, and whether to skip is only known after the stats all-reduce.
-        loss.backward()
+        rng = (torch.get_rng_state(),
+               torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+        for attempt in (0, 1):
+            try:
+                with saved_tensors(self.model) as meter, \
+                        torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                    logits = self._ddp(x)
+                    loss = F.cross_entropy(logits.float(), y)
+                # Backward runs even for a non-finite loss: under DDP every rank must join the
+                # gradient all-reduce, and whether to skip is only known after the stats
+                # all-reduce.
+                loss.backward()
+                break
+            except torch.OutOfMemoryError:
+                if attempt or not self._can_replan():
+                    raise
+                # Put back what the failed attempt touched, then plan with less and retry.
+                logits = loss = None
+                self.optimizer.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    for b, saved in zip(buffers, backup):
+                        b.copy_(saved)
+                torch.set_rng_state(rng[0])
+                if rng[1] is not None:
+                    torch.cuda.set_rng_state(rng[1], device)
+                    torch.cuda.empty_cache()
+                self._replan(f"step {pos.step + 1}: out of memory")
+        self._announce_plan()
         n = y.numel()
         stats = torch.stack([loss.detach().double() * n,
                              (logits.detach().argmax(1) == y).sum().double(),
@@ -359,15 +407,53 @@ class Trainer:
             self._event("nonfinite", f"step {pos.step}: loss is {loss_sum / count}; step skipped "
                         f"({self._streak} in a row; {MAX_NONFINITE} end the run)")
         dt = time.perf_counter() - t_start
+        peak = peak_memory(device)
+        if cfg.memory == "auto" and device.type == "cuda" and hasattr(self.model, "observe_peak"):
+            # A measured peak over the limit corrects the workspace allowance (untested on a
+            # GPU here; the CPU has no allocation peak to measure).
+            if self.model.observe_peak(peak) is not None:
+                self._event("replan", f"step {pos.step}: the step's peak, {peak / 2**20:.1f} "
+                            "MiB, was over the auto limit; re-planned with the workspace it "
+                            "implies")
+                self._announced = None
+        drift = self._drift.measure(self.model, x, pos.step) if self._drift.due(
+            self.model, pos.step) else {}
         return {
             "step": pos.step, "epoch": pos.epoch + 1,
             "epoch_frac": pos.epoch + pos.step_in_epoch / self.steps_per_epoch,
             "loss": loss_sum / count, "acc": correct / count, "lr": lr,
             "samples_per_sec": count / dt if dt > 0 else float("nan"),
-            "peak_mem_bytes": peak_memory(device), "saved_bytes": meter.bytes,
+            "peak_mem_bytes": peak, "saved_bytes": meter.bytes,
             "time": self._clock(), "skipped": skipped,
-            **({"level": self.level} if cfg.levels > 1 else {}),
+            **({"level": self.level} if cfg.levels > 1 else {}), **drift,
         }
+
+    # -- memory: auto plans, out of memory ----------------------------------------------------
+
+    def _can_replan(self) -> bool:
+        """auto re-plans and retries a step that ran out of memory; under DDP the other ranks
+        would wait in the gradient all-reduce of the failed attempt, so there it fails."""
+        return (self.cfg.memory == "auto" and not self._dist.enabled
+                and hasattr(self.model, "replan_smaller"))
+
+    def _replan(self, why: str) -> None:
+        old = self.model.memory_plan()
+        try:
+            new = self.model.replan_smaller()
+        except ValueError as e:
+            raise torch.OutOfMemoryError(f"{why}, and re-planning cannot help: {e}") from None
+        self._event("replan", f"{why} with the auto plan ({plan_line(old)}); re-planned "
+                    f"({plan_line(new)}) and retried the step")
+        self._announced = new
+
+    def _announce_plan(self) -> None:
+        """memory="auto": record the plan of a new input shape as a ``memory`` event."""
+        if self.cfg.memory != "auto" or not hasattr(self.model, "memory_plan"):
+            return
+        plan = self.model.memory_plan()
+        if plan is not None and plan is not getattr(self, "_announced", None):
+            self._announced = plan
+            self._event("memory", str(plan))
 
     def _end_epoch(self, epoch_time: float, epoch_peak: int) -> None:
         pos, running = self._pos, self._running
@@ -486,7 +572,8 @@ class Trainer:
     def _restore(self) -> int:
         """Load run_dir's checkpoint into model, optimizer, scheduler, RNGs and position."""
         state = load_state(self.run_dir)
-        saved_cfg = json.loads(state["config_json"])
+        # A key the saved config lacks (an older run) had its default then.
+        saved_cfg = {**TrainConfig().to_dict(), **json.loads(state["config_json"])}
         now = self.cfg.to_dict()
         changed = sorted(k for k in set(saved_cfg) | set(now)
                          if saved_cfg.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)

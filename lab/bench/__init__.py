@@ -1,4 +1,5 @@
-"""Benchmarks: `python -m lab bench [modes|peers|scaling] [options]`; results go to docs/bench/.
+"""Benchmarks: `python -m lab bench [modes|peers|scaling|budget|auto|drift] [options]`; results
+go to docs/bench/.
 
 Each suite writes <suite>[-<tag>].json (the payload, with machine and command), .md (tables)
 and .html (its plotly figure, built by lab.figures.bench from the payload; plotly.js is one
@@ -12,10 +13,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from lab.bench import budget, modes, peers, scaling
+from lab.bench import auto, budget, drift, modes, peers, scaling
 from lab.bench.common import save_results
 
-SUITES = {"modes": modes, "peers": peers, "scaling": scaling, "budget": budget}
+SUITES = {"modes": modes, "peers": peers, "scaling": scaling, "budget": budget, "auto": auto,
+          "drift": drift}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,9 @@ from typing import Any
 from lab.runs.store import ACTIVE, STATUSES
 from lab.runs.table import CLI_COLUMNS, duration_text, text_rows, when
 
-MEMORY_MODES = ("standard", "checkpoint", "reversible", "budget")  # DESIGN.md: memory choices
+# core.memory.MEMORY_MODES, spelled out so `python -m lab -h` needs no torch (a test keeps the two
+# equal)
+MEMORY_MODES = ("standard", "checkpoint", "reversible", "budget", "auto")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -43,7 +45,8 @@ def _int_list(text: str) -> list[int]:
 # how the command line asks for a download (named in the message of a refused launch)
 DOWNLOAD_HOW = "`--download`"
 _CONFIG_FLAGS = ("model", "dataset", "epochs", "batch_size", "memory", "fraction", "lr", "seed",
-                 "device", "optimizer", "data_root", "steps", "levels", "memory_mib")
+                 "device", "optimizer", "data_root", "steps", "levels", "memory_mib",
+                 "memory_limit_mib", "drift_every", "drift_anchor")
 _MODEL_FLAGS = ("blocks", "widths", "h")
 
 
@@ -323,6 +326,16 @@ def _add_run_commands(sub: Any) -> None:
                    help="activation memory strategy (default: reversible)")
     p.add_argument("--memory-mib", type=float, help="--memory budget: MiB of activations kept "
                    "for backward (the last blocks of each segment are stored, the rest rebuilt)")
+    p.add_argument("--memory-limit-mib", type=float, metavar="M",
+                   help="--memory auto: MiB the whole training step may use (default: the "
+                   "device's free memory less a margin); auto then keeps every activation if "
+                   "they fit, rebuilds them all at the minimum, or plans the fastest mix")
+    p.add_argument("--drift-every", type=int, metavar="N",
+                   help="measure each segment's rebuild error every N steps in reversible, "
+                   "budget and auto modes (default 50; 0: off)")
+    p.add_argument("--drift-anchor", action="store_true", default=None,
+                   help="when a segment's rebuild error passes the drift threshold, keep "
+                   "anchors in it from the next step")
     p.add_argument("--fraction", type=float, help="share of the training set, in (0, 1]")
     p.add_argument("--lr", type=float, help="peak learning rate (default: per optimizer)")
     p.add_argument("--seed", type=int, help="random seed")

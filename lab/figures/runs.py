@@ -20,6 +20,7 @@ METRICS: dict[str, tuple[str, str, str, float]] = {
     "samples_per_sec": ("samples / s", "step", "mean", 1.0),
     "saved_bytes": ("activation memory (MiB kept for backward)", "step", "max", 1 / MIB),
     "peak_mem_bytes": ("device peak memory (MiB)", "step", "max", 1 / MIB),
+    "rebuild_error": ("rebuild error (largest segment, relative)", "step", "max", 1.0),
     "test_acc": ("test accuracy", "epoch", "mean", 1.0),
     "test_loss": ("test loss", "epoch", "mean", 1.0),
     "train_acc": ("training accuracy (epoch)", "epoch", "mean", 1.0),
@@ -81,7 +82,8 @@ def curves_figure(traces: Sequence[Trace], *, title: str, x_title: str, y_title:
 # the live charts: key -> (title, y axis title, log y)
 LIVE = {"accuracy": ("Accuracy", "accuracy", False), "loss": ("Loss", "training loss", True),
         "memory": ("Memory", "MiB (log)", True),  # kept MiB and device peak differ 1000x
-        "throughput": ("Throughput", "samples / s", False)}
+        "throughput": ("Throughput", "samples / s", False),
+        "drift": ("Rebuild error", "relative error (log)", True)}
 
 
 # one line under the live charts for each legend term they use
@@ -92,6 +94,9 @@ LIVE_TERMS = {
                                             "memory mode's saving shows here",
     "device peak": "the most memory the device held (CUDA allocated; on a CPU the process's "
                    "peak RSS, which includes the Python process itself)",
+    "rebuild error": "every few steps (drift_every), how far each segment's input rebuilt "
+                     "from its output is from the real one (relative); the dotted line is the "
+                     "warning threshold",
 }
 
 
@@ -112,15 +117,41 @@ def live_traces(live: LiveRun) -> dict[str, list[Trace]]:
     if np.isfinite(peak).any():
         mem.append(Trace("device peak (CUDA allocated, or process RSS on CPU)", x, peak / MIB,
                          color("standard", 0), dash="dot"))
-    return {"accuracy": acc, "loss": [Trace("loss (per step)", x, loss, color("loss", 0))],
-            "memory": mem,
-            "throughput": [Trace("samples / s", *live.series("samples_per_sec"),
-                                 color("throughput", 2))]}
+    out = {"accuracy": acc, "loss": [Trace("loss (per step)", x, loss, color("loss", 0))],
+           "memory": mem,
+           "throughput": [Trace("samples / s", *live.series("samples_per_sec"),
+                                color("throughput", 2))]}
+    drift = drift_traces(live)
+    if drift:
+        out["drift"] = drift
+    return out
+
+
+def drift_traces(live: LiveRun) -> list[Trace]:
+    """The drift watch's rebuild error, one line per segment, and the warning threshold of the
+    run's dtype (none before the first measurement)."""
+    import torch
+
+    from core.reversible import REBUILD_ERROR_THRESHOLD  # the same number the trainer warns at
+
+    traces = []
+    for i, key in enumerate(live.sparse_keys("rebuild_error")):
+        sx, sy = live.series(key, how="max")
+        if len(sx):
+            traces.append(Trace(f"segment {key.rsplit('_s', 1)[1]}", sx, sy, color("", i),
+                                markers=len(sx) < 50))
+    if traces:
+        threshold = REBUILD_ERROR_THRESHOLD[torch.float32]
+        lo, hi = min(t.x[0] for t in traces), max(t.x[-1] for t in traces)
+        traces.append(Trace("warning threshold (float32)", np.array([lo, hi]),
+                            np.array([threshold] * 2), color("standard", 0), dash="dot"))
+    return traces
 
 
 def live_figures(live: LiveRun, *, previous: dict[str, go.Figure] | None = None,
                  uirevision: str | None = None) -> dict[str, go.Figure]:
-    """The Train page's live charts of one run: accuracy, loss, memory, throughput.
+    """The Train page's live charts of one run: accuracy, loss, memory, throughput, and the
+    rebuild error once the drift watch has measured it.
 
     Each step trace is downsampled to at most ``MAX_POINTS`` points; ``uirevision`` (default: the
     run id) keeps the user's zoom across redraws of the same run. Pass the figures of the last

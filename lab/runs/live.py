@@ -17,6 +17,9 @@ from lab.runs.store import Run, Store
 
 # the step columns kept for the curves (the Callback contract's on_step keys)
 STEP_KEYS = ("loss", "acc", "samples_per_sec", "saved_bytes", "peak_mem_bytes", "time")
+# step keys a run records on some steps only, with a name per segment (the drift watch's
+# rebuild_error, rebuild_error_s0, ...): kept too, NaN on the other steps
+SPARSE_PREFIXES = ("rebuild_error",)
 EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
 MAX_POINTS = 2000  # per trace: enough for the eye, small enough for a quick redraw
 ETA_WEIGHT = 0.05  # per step: the ETA's step time is an exponential average over ~20 steps
@@ -99,10 +102,14 @@ class LiveRun:
             return 0
         new = store.step_metrics(self.run_id, after_step=self.last_step)
         for m in new:
+            for k in m:
+                if k.startswith(SPARSE_PREFIXES) and k not in self.steps:
+                    self.steps[k] = [np.nan] * len(self.steps["step"])  # earlier steps: none
             self.steps["step"].append(m["step"])
-            for k in STEP_KEYS:
-                v = m.get(k)
-                self.steps[k].append(np.nan if v is None else float(v))
+            for k in self.steps:
+                if k != "step":
+                    v = m.get(k)
+                    self.steps[k].append(np.nan if v is None else float(v))
             self._time_step(m["step"], m.get("time"))
         if new:
             self.last_step = new[-1]["step"]
@@ -124,10 +131,21 @@ class LiveRun:
 
     def series(self, key: str, max_points: int = MAX_POINTS,
                how: str = "mean") -> tuple[np.ndarray, np.ndarray]:
-        """(steps, values) of a step metric, downsampled for drawing."""
+        """(steps, values) of a step metric, downsampled for drawing. A metric recorded on some
+        steps only (``SPARSE_PREFIXES``) gives just those steps (none if it was never seen)."""
         x = np.asarray(self.steps["step"], dtype=np.int64)
+        if key.startswith(SPARSE_PREFIXES):
+            y = np.asarray(self.steps.get(key, [np.nan] * len(x)), dtype=np.float64)
+            kept = np.isfinite(y)
+            return downsample(x[kept], y[kept], max_points, how)
         y = np.asarray(self.steps[key], dtype=np.float64)
         return downsample(x, y, max_points, how)
+
+    def sparse_keys(self, prefix: str) -> list[str]:
+        """The recorded keys ``prefix`` + ``_s0``, ``_s1``, ... in segment order."""
+        found = [k for k in self.steps if k.startswith(prefix + "_s") and k[len(prefix) + 2:]
+                 .isdigit()]
+        return sorted(found, key=lambda k: int(k[len(prefix) + 2:]))
 
     def epoch_series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """(epoch number as the trainer counts it, from 1; values) of an epoch metric."""

@@ -114,6 +114,10 @@ class SweepConfig:
             raise ValueError(f"modes={self.modes!r}: give one or more distinct memory modes")
         for m in modes:
             check_supported(m, self.family)  # unknown, or rebuilding without inverses
+            if m == "auto":
+                raise ValueError("modes: 'auto' picks standard, budget or reversible for the "
+                                 "device, so a sweep has nothing of its own to measure; sweep "
+                                 "those modes (python -m lab bench auto measures auto)")
         if "budget" in modes and not (isinstance(self.budget_mib, (int, float))
                                       and self.budget_mib > 0):
             raise ValueError(f"budget_mib={self.budget_mib!r}: the budget mode needs a memory "

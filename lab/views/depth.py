@@ -66,10 +66,12 @@ def parse_layers(depths: str | Iterable[int], family: str, stages: int = 3) -> t
 
 
 def mode_choices(family: str) -> list[str]:
-    """The memory modes a sweep of ``family`` can measure (``core.memory.supported_modes``)."""
+    """The memory modes a sweep of ``family`` can measure: ``core.memory.supported_modes``
+    but ``auto``, which picks one of the others for the device (``python -m lab bench auto``
+    measures it)."""
     from core.memory import supported_modes
 
-    return list(supported_modes(family))
+    return [m for m in supported_modes(family) if m != "auto"]
 
 
 def sweep_config(family: str = "hamiltonian", depths: str | Iterable[int] = DEFAULT_LAYERS,

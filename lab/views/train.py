@@ -38,6 +38,13 @@ def int_list(text: str, name: str) -> tuple[int, ...]:
     return values
 
 
+AUTO_HELP = ("auto: the engine decides. At the first batch it takes this limit (empty: the "
+             "device's free memory less a margin), sets aside parameters, gradients, optimizer "
+             "state and a workspace, and keeps every activation if the rest allows (standard "
+             "speed), rebuilds them all at the minimum, or plans the fastest mix between; out "
+             "of memory mid-run, it re-plans with less and retries the step.")
+
+
 def memory_modes(model: str) -> list[str]:
     """The memory modes a model supports (``core.memory.supported_modes``), the default first."""
     net = core.model_config(model)
@@ -93,6 +100,8 @@ def config_from_form(v: dict[str, Any]) -> dict[str, Any]:
         config["lr"] = float(v["lr"])
     if v["memory"] == "budget":
         config["memory_mib"] = float(v["memory_mib"])
+    if v["memory"] == "auto" and v.get("memory_limit_mib"):  # empty: the device's free memory
+        config["memory_limit_mib"] = float(v["memory_limit_mib"])
     if str(v.get("data_root") or "").strip():
         config["data_root"] = str(v["data_root"]).strip()
     if model_kwargs:  # the network must build: say which field is wrong before anything else
@@ -180,13 +189,17 @@ def preview(config: dict[str, Any]) -> Preview:
         size = int(config.get("dataset_options", {}).get("image_size", size))
     shape = (int(config.get("batch_size", 64)), channels, size, size)
     params = count_parameters(net)
-    modes = [m for m in supported_modes(net) if m != "budget"]  # budget: planned per shape
+    # budget and auto are planned per shape and limit, from these
+    modes = [m for m in supported_modes(net) if m not in ("budget", "auto")]
     try:
         memory = estimate_activation_bytes(net, input_shape=shape, modes=modes)
     except (ValueError, TypeError, RuntimeError) as e:
         return Preview(params, net.depth, shape, None, f"memory estimate failed: {e}")
     note = "" if "reversible" in modes else (f"{net.family} blocks are not invertible: no "
                                               "reversible mode")
+    if config.get("memory") == "auto":
+        note = " ".join([note, "auto keeps what fits its limit, from all of standard's need "
+                               f"down to {min(memory.values()) / 2**20:.1f} MiB"]).strip()
     return Preview(params, net.depth, shape, dict(memory), note)
 
 
@@ -208,6 +221,7 @@ def launch(config: dict[str, Any], *, nproc: int = 1, compare: bool = False,
     pair = [{**config, "memory": mode} for mode in ("standard", "reversible")]
     for c in pair:
         c.pop("memory_mib", None)
+        c.pop("memory_limit_mib", None)
         jobs.validate_config(c)  # both are checked before either is started
     group = "compare-" + "-".join(str(x) for x in (config["model"], config.get("seed", 0)))
     return [jobs.launch(c, nproc=nproc, name=f"{group}/{c['memory']}") for c in pair]
