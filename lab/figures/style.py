@@ -42,9 +42,12 @@ def finish(fig: go.Figure, *, title: str | None = None, uirevision: str = "lab",
     """
     lines = wrap_title(title) if title else []
     fig.update_layout(template="plotly_white", height=height, uirevision=uirevision,
-                      margin=dict(t=TITLE_TOP + 30 + 20 * len(lines) if lines else 40, b=40,
+                      margin=dict(t=TITLE_TOP + 30 + 20 * len(lines) if lines else 40, b=80,
                                   l=50, r=20),
-                      legend=dict(orientation="h", y=-0.15))
+                      # the legend at the figure's foot, below the x axis title (a legend at a
+                      # fraction of the plot's height ran over that title on short figures)
+                      legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom",
+                                  yref="container"))
     if lines:
         fig.update_layout(title=dict(text="<br>".join(lines), x=0, xref="paper",
                                      xanchor="left", y=1, yref="container", yanchor="top",
@@ -177,33 +180,26 @@ def to_html(figures: go.Figure | Sequence[go.Figure], path: str | Path | None = 
     else:
         raise ValueError(f"plotlyjs={plotlyjs!r}: use 'inline', 'directory' or a URL ending "
                          "in .js")
-    if len(figs) == 1 and title is None:
-        html = figs[0].to_html(include_plotlyjs=src, full_html=True)
-    else:
-        import html as html_lib
+    import html as html_lib
 
-        parts = [fig.to_html(include_plotlyjs=src if i == 0 else False, full_html=False)
-                 for i, fig in enumerate(figs)]
-        head = html_lib.escape(title or "")
-        html = ("<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>"
-                f"{head}</title></head>\n<body>\n"
-                + (f"<h1 style=\"font-family:sans-serif\">{head}</h1>\n" if title else "")
-                + "\n".join(parts) + "\n</body>\n</html>\n")
-    if note:
-        html = html.replace("</body>", _MISSING_PLOTLY % json.dumps(note) + "</body>", 1)
+    # one figure a line, the head on one line: a compact page (plotly writes each figure's
+    # script on a single line too)
+    parts = [fig.to_html(include_plotlyjs=src if i == 0 else False, full_html=False).strip()
+             for i, fig in enumerate(figs)]
+    head = html_lib.escape(title or "")
+    html = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>' + head + "</title>"
+            "<style>html, body {height: 100%;}</style></head><body>"
+            + (f'<h1 style="font-family:sans-serif">{head}</h1>' if title else "") + "\n"
+            + "\n".join(" ".join(p.split("\n")) if src is not True else p for p in parts)
+            + "\n" + (_MISSING_PLOTLY % json.dumps(note) if note else "") + "</body></html>\n")
     if path is not None:
         Path(path).write_text(html, encoding="utf-8")
     return html
 
 
-_MISSING_PLOTLY = """<script>
-if (!window.Plotly) {
-  const p = document.createElement("p");
-  p.textContent = %s;
-  p.style.cssText = "font: 16px sans-serif; margin: 2em;";
-  document.body.prepend(p);
-}
-</script>"""
+_MISSING_PLOTLY = ('<script>if (!window.Plotly) { const p = document.createElement("p"); '
+                   'p.textContent = %s; p.style.cssText = "font: 16px sans-serif; margin: 2em;"; '
+                   "document.body.prepend(p); }</script>")
 DOCS = Path(__file__).resolve().parents[2] / "docs"  # the repository's recorded results
 PLOTLY_JS = "plotly.min.js"
 
