@@ -183,7 +183,7 @@ def test_every_screen_tells_the_truth_after_every_click(tmp_path, home):
         for _ in range(2):
             if not page.get_by_label("Batch size", exact=True).is_visible():
                 page.get_by_text("New sweep", exact=True).click()
-            fill(page, "Depths in layers (up to 1202)", "14")
+            fill(page, "Depths in layers (up to 1202)", "14, 26")
             fill(page, "Batch size", "2")
             fill(page, "Timed steps per mode (median)", "1")
             page.get_by_role("button", name="Run sweep").click()
