@@ -4,6 +4,7 @@ import streamlit as st
 
 from lab.figures.home import memory_vs_depth
 from lab.runs import jobs
+from lab.views import actions
 from lab.views.home import launch_default_run, model_rows, scaling_payload, sections
 from lab.views.navigation import entry_first
 from lab.views.tables import cells, status_coloured
@@ -25,7 +26,7 @@ with left:
     if st.button("Train the default model", type="primary", key="train_default",
                  help="a small Hamiltonian network on the embedded digits; about 10-30 s on a "
                       "laptop CPU"):
-        st.switch_page("pages/1_Train.py", query_params={"run": launch_default_run()})
+        actions.end(actions.launched([launch_default_run()]), page="pages/1_Train.py")
     st.caption("Runs are processes of their own: they keep training when you close the browser "
                "or stop the app, and show up here again when it restarts. Stop them with "
                "`python -m lab cancel RUN`, or all at once with `python -m lab cancel --all`.")

@@ -73,3 +73,14 @@ def test_status_colours_keep_numbers_short():
     html = status_coloured([{"status": "completed", "final test acc %": 97.0},
                             {"status": "failed", "final test acc %": 99.4444}]).to_html()
     assert "97.000000" not in html and ">97<" in html and ">99.44<" in html
+
+
+def test_no_page_or_view_tells_a_user_to_call_python():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shown = [*root.glob("pages/*.py"), *root.glob("lab/views/*.py"),
+             root / "core" / "training" / "trainer.py"]  # its reasons reach the pages
+    said = {p.name: p.read_text() for p in shown}
+    assert not [n for n, text in said.items() if "fit(resume=True)" in text]
+    assert "resume with fit(" not in said["trainer.py"]

@@ -46,6 +46,7 @@ def test_home_shows_the_benchmark_figure_and_trains_the_default_model(lab_home, 
         (run,) = store.list_runs()
     assert run.config["memory"] == "reversible" and run.name == "default"
     assert at.query_params["run"] == run.id  # now on the Train page, attached to the run
+    assert any(f"Launched run {run.id}" in t.value for t in at.toast)  # and says so
     assert at.subheader[0].value.startswith(f"Run {run.id}")
 
 

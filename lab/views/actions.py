@@ -123,11 +123,17 @@ def forget(value: Any, gone: Iterable[str]) -> tuple[bool, Any]:
     return False, value
 
 
-def end(outcome: Outcome, *, select: Mapping[str, Any] | None = None) -> None:
+def end(outcome: Outcome, *, select: Mapping[str, Any] | None = None,
+        page: str | None = None) -> None:
     """End a store-changing action: keep its message, drop gone ids from every selection and
     URL parameter, show ``outcome.show`` in the URL, set the widgets in ``select`` (key ->
-    value) on the next run, and rerun the whole page (statuses and labels are read afresh)."""
+    value) on the next run, and rerun the whole page (statuses and labels are read afresh), or
+    open ``page`` (a page file) with ``outcome.show`` as its URL parameters."""
     import streamlit as st
+
+    if page is not None:
+        st.session_state[_FLASH] = (outcome.message, outcome.icon)
+        st.switch_page(page, query_params=dict(outcome.show))
 
     pending: dict[str, Any] = dict(select or {})
     if outcome.gone:
