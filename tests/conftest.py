@@ -25,9 +25,30 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models on two shared cores: OpenMP barriers of 2+ threads stall for whole
+    timeslices, and results stay independent of the core count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=DEVICES)
 def device(request):
     return torch.device(request.param)
+
+
+def usage_error(main, argv: list[str], capsys) -> str:
+    """Run the command line ``main(argv)``, expect argparse's exit status 2 with no traceback,
+    and return what it wrote to stderr."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

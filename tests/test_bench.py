@@ -34,13 +34,7 @@ PEER_CONTENDERS = [pytest.param(c, marks=pytest.mark.skipif(
     for c, (pkg, _) in peers.PEER_SEGMENTS.items()]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared machine: OpenMP barriers of 2+ threads stall for whole timeslices."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import usage_error
 
 from lab.cli import main
 from lab.runs import jobs, process
@@ -153,11 +154,7 @@ def test_cancel_needs_one_run_or_all(home, capsys, argv):
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_flags_are_argparse_errors(home, capsys, argv, message):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message in usage_error(main, argv, capsys)
     assert home.list_runs() == [] and list(home.runs_dir.iterdir()) == []
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import usage_error
 from streamlit.testing.v1 import AppTest
 
 import core.data
@@ -134,11 +135,7 @@ def test_jobs_launch_accepts_present_data(home, tmp_path):
      "Get them with `--download`"),
 ])
 def test_cli_refuses_missing_data_and_creates_no_run(home, capsys, argv, message):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message in usage_error(main, argv, capsys)
     assert_nothing_created(home)
     assert home.list_experiments() == []
 

@@ -23,15 +23,6 @@ def lab_home(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models on a shared machine: OpenMP barriers of 2+ threads stall for whole timeslices."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------- configs and their errors
 
 

@@ -37,10 +37,7 @@ def test_one_row_for_every_place(store):
     cli = dict(zip(CLI_COLUMNS, text[rid], strict=True))
     assert cli["status"] == "completed" and cli["started"] == row["started"]
     assert (cli["best test acc %"], cli["final test acc %"]) == ("97.50%", "90.00%")
-    assert text[queued][CLI_COLUMNS_INDEX["started"]] == "-"
-
-
-CLI_COLUMNS_INDEX = {k: i for i, k in enumerate(CLI_COLUMNS)}
+    assert dict(zip(CLI_COLUMNS, text[queued], strict=True))["started"] == "-"
 
 
 @pytest.mark.parametrize("config, blocks", [

@@ -26,12 +26,11 @@ import core
 from core.device import resolve_device
 from core.estimate import estimate_activation_bytes
 from core.memory import SavedTensorMeter
-from lab.bench.common import markdown_table
+from lab.bench.common import add_shape_arguments, markdown_table, network_and_batch
 from lab.sweeps.measure import (
     MiB,
     interleaved_median_times,
     machine_info,
-    make_batch,
     sgd,
     synchronize,
     train_step,
@@ -53,12 +52,8 @@ COMPILE_COLUMNS = [("mode", "mode", ""), ("eager_s", "eager step s", ".4f"),
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", type=int, default=18, help="blocks per stage")
-    p.add_argument("--widths", default="32,32,64,128", help="stem and stage widths")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--size", type=int, default=32, help="image side in pixels")
+    add_shape_arguments(p, "case")
     p.add_argument("--steps", type=int, default=6, help="budgets from minimum to standard (>= 2)")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps per case (median)")
-    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="also compiled vs eager per mode")
     p.add_argument("--compile-blocks", type=int, default=2, help="blocks per stage when compiled")
@@ -80,11 +75,7 @@ def _saved(model, x, y) -> tuple[int, core.MemoryPlan | None]:
 
 
 def budget_rows(args, device) -> list[dict]:
-    widths = tuple(int(w) for w in args.widths.split(","))
-    torch.manual_seed(0)
-    model = core.create_model("hamiltonian", num_classes=10, in_channels=3,
-                              blocks=(args.blocks,) * (len(widths) - 1), widths=widths).to(device)
-    x, y = make_batch(args.batch, 3, args.size, 10, device)
+    model, x, y = network_and_batch(args, device)
     est = estimate_activation_bytes(model, tuple(x.shape), ["standard", "reversible"])
     lo, hi = est["reversible"] / MiB, est["standard"] / MiB
     n = max(args.steps, 2)
@@ -115,12 +106,7 @@ def budget_rows(args, device) -> list[dict]:
 
 def compile_rows(args, device) -> list[dict]:
     """Eager vs ``torch.compile`` step time and gradients per mode on a smaller network."""
-    widths = tuple(int(w) for w in args.widths.split(","))
-    torch.manual_seed(0)
-    base = core.create_model("hamiltonian", num_classes=10, in_channels=3,
-                             blocks=(args.compile_blocks,) * (len(widths) - 1),
-                             widths=widths).to(device)
-    x, y = make_batch(args.batch, 3, args.size, 10, device)
+    base, x, y = network_and_batch(args, device, blocks=args.compile_blocks)
     est = estimate_activation_bytes(base, tuple(x.shape), ["standard", "reversible"])
     mid = (est["standard"] + est["reversible"]) / 2 / MiB
     rows = []

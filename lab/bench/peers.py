@@ -37,7 +37,7 @@ from core.device import resolve_device
 from core.memory import MEMORY_MODES
 from core.network import ReversibleNet
 from core.reversible import ReversibleSegment, batch_norms
-from lab.bench.common import markdown_table
+from lab.bench.common import add_shape_arguments, markdown_table
 from lab.sweeps.measure import (
     held_and_saved,
     interleaved_median_times,
@@ -99,11 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "default: all, with K = --anchor-every")
     p.add_argument("--anchor-every", type=int, default=6,
                    help="K of the default reversible-anchorK contender (0: leave it out)")
-    p.add_argument("--widths", default="32,32,64,128", help="stem and stage widths")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--size", type=int, default=32, help="image side in pixels")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps per contender (median)")
-    p.add_argument("--warmup", type=int, default=1)
+    add_shape_arguments(p, "contender")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--device", default="auto")
 

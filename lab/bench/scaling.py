@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 from core.device import resolve_device
-from lab.bench.common import markdown_table
+from lab.bench.common import add_shape_arguments, markdown_table
 from lab.sweeps.measure import machine_info
 from lab.sweeps.sweep import SweepConfig, budget_rows, deepest_within, linear_fit, run_sweep
 
@@ -43,11 +43,7 @@ def add_arguments(p: argparse.ArgumentParser, depths: str = "1,2,6,18,50,100",
     p.add_argument("--depths", default=depths, help="blocks per stage, comma-separated")
     p.add_argument("--modes", default=None,
                    help="comma-separated memory modes (default: all the family supports)")
-    p.add_argument("--widths", default="32,32,64,128", help="stem and stage widths")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--size", type=int, default=32, help="image side in pixels")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps per mode (median)")
-    p.add_argument("--warmup", type=int, default=1)
+    add_shape_arguments(p, "mode")
     if budget:
         p.add_argument("--budget-mib", type=float, default=2048.0,
                        help="memory budget: CUDA max allocated, or CPU peak RSS over start")
