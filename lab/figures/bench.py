@@ -27,10 +27,12 @@ def _where(payload: dict) -> str:
 def layout(fig: go.Figure, payload: dict, title: str) -> go.Figure:
     """The lab's layout for a benchmark: the title over the machine it ran on, the command
     under the plot, the legend at the right."""
-    finish(fig, title=f"{title}<br><sup>{_where(payload)}</sup>", height=520,
-           uirevision=payload.get("benchmark") or "bench")
-    fig.update_layout(barmode="group", legend_title_text="", margin=dict(t=110, b=90),
-                      legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top"))
+    finish(fig, title=title, height=520, uirevision=payload.get("benchmark") or "bench")
+    fig.update_layout(title_text=f"{fig.layout.title.text}<br><sup>{_where(payload)}</sup>",
+                      barmode="group", legend_title_text="",
+                      margin=dict(t=fig.layout.margin.t + 20, b=90),
+                      legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top",
+                                  yref="paper"))
     command = payload.get("command", "")
     if command:
         fig.add_annotation(text=command, xref="paper", yref="paper", x=0, y=-0.2,
