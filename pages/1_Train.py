@@ -6,15 +6,12 @@ import core
 from lab.figures.runs import LIVE_TERMS, live_figures, overlay_figure
 from lab.runs import jobs
 from lab.runs.live import LiveRun
-from lab.runs.store import Store
 from lab.runs.table import run_kind
 from lab.views import actions
 from lab.views import train as train_form
-from lab.views.navigation import entry_first
+from lab.views.navigation import open_page
 
-entry_first()  # a deep link to a fresh server: the entry runs first
-st.set_page_config(page_title="Train · revlab", layout="wide")
-st.title("Train")
+open_page("Train")
 actions.begin()  # the message of the last action (launch, cancel, resume, delete)
 jobs.reconcile()  # cheap: marks dead runs stale, starts queued ones
 
@@ -106,10 +103,7 @@ def form() -> None:
     m2.metric("Depth", f"{p.depth} layers")
     m3.metric("Batch shape", "×".join(map(str, p.input_shape)))
     if p.memory:
-        st.dataframe([{"memory mode": m, "activation memory kept (MiB)": round(b / 2**20, 2),
-                       "vs standard": f"{b / p.memory['standard']:.2f}x"
-                       if p.memory.get("standard") else ""} for m, b in p.memory.items()],
-                     hide_index=True, key="preview_memory")
+        st.dataframe(train_form.memory_rows(p), hide_index=True, key="preview_memory")
     if p.note:
         st.caption(p.note)
     b1, b2, _ = st.columns([1, 2, 3])
@@ -145,25 +139,10 @@ def live_run(rid: str) -> LiveRun:
     return st.session_state[key]
 
 
-def _fmt_eta(prog) -> str:
-    """" · ETA 1m05s at 0.05 s/step (...)" for a running run with an estimate, else ""."""
-    if prog.eta_s is None:
-        return ""
-    s = int(round(prog.eta_s))
-    left = f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-    return f" · ETA {left} {prog.basis}"
-
-
 def panel(rid: str, other: str | None, active: bool, waiting: bool = False) -> None:
-    with Store() as store:
-        if active:
-            jobs.reconcile(store)  # a worker that died shows as stale at the next tick (~0.1 ms)
-        live = live_run(rid)
-        live.refresh(store)
-        lives = [live]
-        if other:
-            lives.insert(0, live_run(other))
-            lives[0].refresh(store)
+    live = live_run(rid)
+    lives = [live_run(other), live] if other else [live]
+    train_form.refresh(lives, active)
     if live.run is None:
         st.error(f"Run {rid} is not in this lab (deleted, or another LAB_HOME). Start a new one "
                  "below.")
@@ -176,23 +155,14 @@ def panel(rid: str, other: str | None, active: bool, waiting: bool = False) -> N
     prog = live.progress()
     label = run.name or f"{run.model} on {run.dataset}"
     st.subheader(f"Run {rid}: {label}")
-    done = prog.step or 0
-    st.progress(prog.fraction, text=f"{run.status} · step {done}/{prog.total_steps or '?'}"
-                f"{_fmt_eta(prog)}")
-    if run.status == "queued":
-        st.info(f"Queued: it starts when a slot frees up ({jobs.max_concurrent()} run(s) at a "
-                "time; set LAB_MAX_JOBS to change it). The Runs page shows what is running.")
-    if run.status in ("failed", "stale", "interrupted", "cancelled"):
-        st.warning(f"{run.status}: {run.reason or ''} {run.error or ''}".strip())
-    elif run.status == "completed":
-        acc = run.final_test_acc
-        st.success("completed" + (f": test accuracy {100 * acc:.2f}%" if acc is not None
-                                   else ""))
+    st.progress(prog.fraction, text=train_form.progress_text(run, prog))
+    note = train_form.status_note(run)
+    if note:
+        {"info": st.info, "warning": st.warning, "success": st.success}[note[0]](note[1])
     try:
         if run.active:
             if st.button("Cancel", key=f"cancel-{rid}"):
-                actions.end(actions.cancel([lv.run_id for lv in lives if lv.run is not None
-                                            and lv.run.active]))
+                actions.end(actions.cancel(train_form.active_ids(lives)))
         else:  # an ended run: resume it (where it can be) or delete it, here as on Runs
             actions.ended_run_buttons(rid, run.status)
     except (jobs.JobError, LookupError, ValueError) as e:
@@ -203,8 +173,7 @@ def panel(rid: str, other: str | None, active: bool, waiting: bool = False) -> N
         c1, c2 = st.columns(2)
         for col, metric in ((c1, "acc"), (c2, "saved_bytes")):
             col.plotly_chart(overlay_figure(lives, metric, by_mode=True, uirevision=rid,
-                                            labels=[f"{lv.run_id} {lv.run.config.get('memory')}"
-                                                    if lv.run else lv.run_id for lv in lives]),
+                                            labels=train_form.compare_labels(lives)),
                              key=f"cmp-{metric}-{rid}")
     figs = live_figures(live, previous=st.session_state.get(f"figs:{rid}"))
     st.session_state[f"figs:{rid}"] = figs  # next tick replaces only the data
@@ -218,20 +187,14 @@ def panel(rid: str, other: str | None, active: bool, waiting: bool = False) -> N
     else:
         c2.plotly_chart(figs["throughput"], key=f"live-throughput-{rid}")
     st.caption("  \n".join(f"**{term}**: {what}" for term, what in LIVE_TERMS.items()))
-    still = any(lv.run is not None and lv.run.active for lv in lives)
-    if active and not still:
+    if active and not train_form.active_ids(lives):
         st.rerun(scope="app")  # the run ended: redraw once without the timer
     if waiting and prog.step is not None:
         st.rerun(scope="app")  # the first point is in: back to one tick a second
 
 
 if run_id:
-    with Store() as _store:
-        _runs = [_store.get_run(r) for r in (run_id, compare_id) if r]
-        _first = bool(_store.step_metrics(run_id, limit=1))
-    active = any(r is not None and r.active for r in _runs)
-    # until its first point the run is watched 4 times a second, so that point shows at once
-    waiting = active and not _first
+    active, waiting = train_form.watch(run_id, compare_id)
     st.fragment(run_every=(0.25 if waiting else 1.0) if active else None)(panel)(
         run_id, compare_id, active, waiting)
     with st.expander("New run", expanded=False):

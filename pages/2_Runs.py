@@ -4,17 +4,14 @@ import streamlit as st
 
 from lab.figures.runs import METRICS, overlay_figure
 from lab.runs import jobs
-from lab.runs.live import LiveRun
 from lab.runs.store import STATUSES, Store
 from lab.runs.table import RUNS_COLUMNS, run_kind, run_rows
 from lab.views import actions
 from lab.views import runs as runs_view
-from lab.views.navigation import entry_first
+from lab.views.navigation import open_page
 from lab.views.tables import status_coloured
 
-entry_first()  # a deep link to a fresh server: the entry runs first
-st.set_page_config(page_title="Runs · revlab", layout="wide")
-st.title("Runs")
+open_page("Runs")
 actions.begin()  # the message of the last action, and the selection it left
 jobs.reconcile()  # cheap: dead runs show as stale, queued ones start
 
@@ -66,12 +63,9 @@ metric = c1.selectbox("Metric", list(METRICS), key="metric",
 smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing")
 log_x = c3.checkbox("log x", key="log_x")
 log_y = c4.checkbox("log y", key="log_y")
-with Store() as store:
-    lives = [LiveRun(i) for i in selected]
-    for lv in lives:
-        lv.refresh(store)
+lives = runs_view.overlay_runs(selected)
 fig = overlay_figure(lives, metric, smoothing=smoothing, log_x=log_x, log_y=log_y,
-                     labels=[f"{lv.run_id} {lv.run.name or lv.run.model}" for lv in lives])
+                     labels=runs_view.overlay_labels(lives))
 st.plotly_chart(fig, key="overlay")
 st.download_button("Download this figure (HTML)",
                    runs_view.figure_html(fig, st.context.url,

@@ -8,13 +8,13 @@ from lab.runs import jobs
 from lab.runs.store import ACTIVE
 from lab.views import actions
 from lab.views import depth as depth_lab
+from lab.views.navigation import open_page
 from lab.views.tables import cells
 
-st.set_page_config(page_title="Depth lab · revlab", layout="wide")
-st.title("Depth lab")
-st.caption("How activation memory and training-step time grow with depth in each memory mode. "
-           "A sweep runs as a background job (queued with the training runs, so it never "
-           "competes with them for the CPU), is stored, and can be reopened below at any time.")
+open_page("Depth lab",
+          "How activation memory and training-step time grow with depth in each memory mode. "
+          "A sweep runs as a background job (queued with the training runs, so it never "
+          "competes with them for the CPU), is stored, and can be reopened below at any time.")
 actions.begin()  # the message of the last action, and the selection it left
 jobs.reconcile()
 sweeps = depth_lab.list_sweeps()

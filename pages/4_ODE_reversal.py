@@ -7,15 +7,13 @@ import streamlit as st
 from lab.figures import analysis as fig
 from lab.runs.store import Store
 from lab.views import ode as av
-from lab.views.navigation import entry_first
+from lab.views.navigation import open_page
 
-entry_first()  # a deep link to a fresh server: the entry runs first
-st.set_page_config(page_title="ODE reversal · revlab", layout="wide")
-st.title("ODE reversal")
-st.caption("Each block is a step of an ODE. Forward, the image's state moves through the blocks; "
-           "backwards, the blocks' inverses rebuild every state from the output, as the "
-           "memory-saving backward does. How exact is that, where does drift grow, and why is "
-           "the Hamiltonian block stable? (Eval-mode batch norm, one test image.)")
+open_page("ODE reversal",
+          "Each block is a step of an ODE. Forward, the image's state moves through the blocks; "
+          "backwards, the blocks' inverses rebuild every state from the output, as the "
+          "memory-saving backward does. How exact is that, where does drift grow, and why is "
+          "the Hamiltonian block stable? (Eval-mode batch norm, one test image.)")
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)

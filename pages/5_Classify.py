@@ -4,13 +4,11 @@ import streamlit as st
 
 from lab.classify.embed import FALLBACK_HEIGHT, frame_sizer_script
 from lab.views.classify import NoRunsError, ServerError, ensure_server, stop_server
-from lab.views.navigation import entry_first
+from lab.views.navigation import open_page
 
-entry_first()  # a deep link to a fresh server: the entry runs first
-st.set_page_config(page_title="Classify · revlab", layout="wide")
-st.title("Classify")
-st.caption("Pick a completed run, then upload images, draw a digit or click an example: the "
-           "classifier shows the top 5 classes and the picture as the model sees it.")
+open_page("Classify",
+          "Pick a completed run, then upload images, draw a digit or click an example: the "
+          "classifier shows the top 5 classes and the picture as the model sees it.")
 
 try:
     with st.spinner("Starting the classifier (the first time takes 10-30 s) ..."):

@@ -5,17 +5,14 @@ import streamlit as st
 from lab.experiments import cost
 from lab.experiments.grid import PRESETS
 from lab.runs import jobs
-from lab.runs.store import ACTIVE
 from lab.views import experiments as ev
-from lab.views.navigation import entry_first
+from lab.views.navigation import open_page
 
-entry_first()  # a deep link to a fresh server: the entry runs first
-st.set_page_config(page_title="Experiments · revlab", layout="wide")
-st.title("Experiments")
-st.caption("A grid of runs: every combination of the axes' values, each trained once per seed, "
-           "all with the same number of optimizer steps. The runs are ordinary queued runs "
-           "(the Runs page lists them); the results group them by cell with a 95% interval "
-           "and compare cells seed by seed.")
+open_page("Experiments",
+          "A grid of runs: every combination of the axes' values, each trained once per seed, "
+          "all with the same number of optimizer steps. The runs are ordinary queued runs "
+          "(the Runs page lists them); the results group them by cell with a 95% interval "
+          "and compare cells seed by seed.")
 jobs.reconcile()  # cheap: dead runs show as stale, queued ones start
 experiments = ev.list_experiments()
 wanted = st.query_params.get("experiment")
@@ -109,12 +106,7 @@ def show_experiment(exp_id: str, metric: str, x_axis: str, was_active: bool) -> 
     st.page_link("pages/2_Runs.py", label="These runs on the Runs page",
                  query_params={"experiment": exp_id})
     if v.active and st.button("Cancel the queued and running runs", key="cancel_all"):
-        for point in res.points:
-            if point.status in ACTIVE and point.run_id:
-                try:
-                    jobs.cancel(point.run_id, wait=False)
-                except (jobs.JobError, LookupError):
-                    pass  # ended meanwhile
+        ev.cancel_active(res)
         st.rerun()
 
     st.subheader("Groups")

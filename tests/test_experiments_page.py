@@ -127,3 +127,16 @@ def test_runs_page_filters_by_experiment(lab_home):
     assert len(at.dataframe[0].value) == 12
     at.selectbox(key="experiment").select_index(0).run()  # "any"
     assert len(at.dataframe[0].value) == 13
+
+
+def test_cancel_active_stops_only_the_queued_and_running_runs(lab_home):
+    from lab.views import experiments as ev
+
+    exp_id = seeded(lab_home)
+    res = ev.view(exp_id).results
+    (queued,) = [p.run_id for p in res.points if p.status == "queued"]
+    assert ev.cancel_active(res) == [queued]
+    with Store(lab_home) as st:
+        statuses = sorted(r.status for r in st.list_runs(experiment=exp_id))
+    assert statuses == ["cancelled"] + ["completed"] * 10 + ["failed"]
+    assert ev.cancel_active(ev.view(exp_id).results) == []

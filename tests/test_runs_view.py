@@ -103,3 +103,12 @@ def test_config_diff_treats_every_empty_value_as_the_same(store):
     assert differ == ["model_kwargs.h"]
     by_key = {r["key"]: r for r in rows}
     assert by_key["model_kwargs.h"][a] == "—" and by_key["model_kwargs.h"][c] == "0.5"
+
+
+def test_overlay_reads_the_selected_runs_and_labels_them(store):
+    a = store.create_run({"model": "hamiltonian"}, status="running", name="mine")
+    b = store.create_run({"model": "resnet-32"}, status="running")
+    store.write_metrics(a, [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}])
+    lives = runs_view.overlay_runs([a, b], store)
+    assert [len(lv.series("loss")[0]) for lv in lives] == [2, 0]
+    assert runs_view.overlay_labels(lives) == [f"{a} mine", f"{b} resnet-32"]

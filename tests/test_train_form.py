@@ -82,3 +82,41 @@ def test_compare_refuses_a_model_without_reversible_mode(monkeypatch):
     monkeypatch.setattr(jobs, "launch", lambda *a, **k: pytest.fail("nothing may start"))
     with pytest.raises(ValueError, match="no reversible mode"):
         tf.launch({"model": "resnet-32", "memory": "standard"}, compare=True)
+
+
+def test_preview_table_divides_by_standard():
+    p = tf.Preview(1, 14, (1, 1, 8, 8), {"standard": 4 * 2**20, "reversible": 2**20})
+    assert tf.memory_rows(p) == [
+        {"memory mode": "standard", "activation memory kept (MiB)": 4.0, "vs standard": "1.00x"},
+        {"memory mode": "reversible", "activation memory kept (MiB)": 1.0,
+         "vs standard": "0.25x"}]
+    assert tf.memory_rows(tf.Preview(1, 14, (1, 1, 8, 8), None, "failed")) == []
+
+
+def test_live_panel_text_and_what_cancel_stops(tmp_path, monkeypatch):
+    from lab.runs.live import LiveRun, Progress
+    from lab.runs.store import Store
+
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    with Store() as store:
+        done = store.create_run({"epochs": 1}, status="running")
+        store.write_metrics(done, epochs=[{"epoch": 1, "test_acc": 0.5}])
+        store.finish(done, "completed", final={"test_acc": 0.975})
+        running = store.create_run({"epochs": 1, "memory": "standard"}, status="running")
+        queued = store.create_run({"epochs": 1})
+    lives = [LiveRun(r) for r in (done, running, queued)]
+    tf.refresh(lives, active=True)
+    assert tf.status_note(lives[0].run) == ("success", "completed: test accuracy 97.50%")
+    assert tf.status_note(lives[1].run) is None
+    assert tf.status_note(lives[2].run)[0] == "info"
+    assert tf.active_ids(lives) == [running, queued]
+    assert tf.compare_labels(lives[1:2]) == [f"{running} standard"]
+    prog = Progress(step=40, total_steps=132, eta_s=65.2, step_s=0.5)
+    assert tf.progress_text(lives[1].run, prog) == (
+        "running · step 40/132 · ETA 1m05s at 0.5 s/step (average of the recent steps)")
+    assert tf.progress_text(lives[2].run, Progress(None, None, None)) == "queued · step 0/?"
+    assert tf.watch(done) == (False, False)
+    assert tf.watch(running) == (True, True)  # no point yet: looked at 4 times a second
+    with Store() as store:
+        store.write_metrics(running, steps=[{"step": 1, "loss": 1.0}])
+    assert tf.watch(running, done) == (True, False)

@@ -15,7 +15,7 @@ from typing import Any
 
 from lab.experiments import cost, grid
 from lab.experiments import results as rs
-from lab.runs.store import Experiment, Store
+from lab.runs.store import ACTIVE, Experiment, Store
 
 # the form's axis fields, in order: (axis, label, placeholder)
 FORM_AXES = (
@@ -148,6 +148,22 @@ def view(ref: str, metric: str = rs.DEFAULT_METRIC, store: Store | None = None) 
     left = progress["queued"] + progress["running"] / 2  # a running run is about half done
     eta = per_run * left / cost.parallel_runs() if per_run is not None and left else None
     return ExperimentView(res, progress, eta)
+
+
+def cancel_active(res: rs.Results) -> list[str]:
+    """Cancel the experiment's queued and running runs (without waiting for them to stop);
+    returns their ids. A run that ended meanwhile is left as it is."""
+    from lab.runs import jobs
+
+    cancelled = []
+    for point in res.points:
+        if point.status in ACTIVE and point.run_id:
+            try:
+                jobs.cancel(point.run_id, wait=False)
+            except (jobs.JobError, LookupError):
+                continue  # ended meanwhile
+            cancelled.append(point.run_id)
+    return cancelled
 
 
 def group_rows(res: rs.Results) -> list[dict[str, str]]:

@@ -55,6 +55,18 @@ def favicon(size: int = 32):
     return img
 
 
+def open_page(title: str, caption: str | None = None) -> None:
+    """How every page but Home opens: the entry first (:func:`entry_first`), the browser tab's
+    title, the page's title and what it is for."""
+    import streamlit as st
+
+    entry_first()
+    st.set_page_config(page_title=f"{title} · revlab", layout="wide")  # before any element
+    st.title(title)
+    if caption:
+        st.caption(caption)
+
+
 def entry_first() -> None:
     """Call first in every page file: make sure the entry (`streamlit_app.py`) runs.
 

@@ -8,6 +8,7 @@ page can filter.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from lab.runs.live import LiveRun
 from lab.runs.store import LOG_NAME, Run, Store
 from lab.runs.table import run_kind
 
@@ -39,6 +41,21 @@ def filter_runs(runs: Sequence[Run], *, text: str = "", statuses: Iterable[str] 
             continue
         out.append(r)
     return out
+
+
+def overlay_runs(run_ids: Sequence[str], store: Store | None = None) -> list[LiveRun]:
+    """The selected runs' metrics for the overlay, read from the store now."""
+    lives = [LiveRun(i) for i in run_ids]
+    with contextlib.nullcontext(store) if store is not None else Store() as st:
+        for live in lives:
+            live.refresh(st)
+    return lives
+
+
+def overlay_labels(lives: Sequence[LiveRun]) -> list[str]:
+    """The overlay's legend: each run's id and name (or model)."""
+    return [f"{lv.run_id} {lv.run.name or lv.run.model}" if lv.run else lv.run_id
+            for lv in lives]
 
 
 EMPTY = "—"  # a key a run does not set, or sets to nothing (None, {}, [], "")

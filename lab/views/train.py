@@ -1,12 +1,16 @@
-"""The Train page's form: its defaults, form values -> a TrainConfig dict, the launch preview.
+"""What the Train page computes: the form (defaults, values -> a TrainConfig dict), the launch
+preview and its table, and the live panel of a run (progress and ETA, what its status means,
+what Cancel stops, how often the page looks again).
 
 Everything here is plain Python (no Streamlit): the page draws widgets from ``form_defaults()``,
-hands their values to ``config_from_form`` and shows ``preview(config)`` before launch.
+hands their values to ``config_from_form``, shows ``preview(config)`` before launch and a run's
+``LiveRun`` with the helpers at the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +19,8 @@ from core.blocks import FAMILIES
 from core.estimate import estimate_activation_bytes
 from core.memory import default_mode, supported_modes
 from core.network import NetworkConfig
+from lab.runs.live import LiveRun, Progress
+from lab.runs.store import RESUMABLE, Run, Store
 
 # (in_channels, image_size, num_classes) of each dataset, as core.data builds it
 # (tests/test_train_form.py checks the embedded ones against core.data.load_dataset)
@@ -225,3 +231,74 @@ def launch(config: dict[str, Any], *, nproc: int = 1, compare: bool = False,
         jobs.validate_config(c)  # both are checked before either is started
     group = "compare-" + "-".join(str(x) for x in (config["model"], config.get("seed", 0)))
     return [jobs.launch(c, nproc=nproc, name=f"{group}/{c['memory']}") for c in pair]
+
+
+def memory_rows(p: Preview) -> list[dict[str, Any]]:
+    """The preview's table: activation MiB kept for backward per memory mode, and the ratio to
+    standard's."""
+    standard = (p.memory or {}).get("standard")
+    return [{"memory mode": m, "activation memory kept (MiB)": round(b / 2**20, 2),
+             "vs standard": f"{b / standard:.2f}x" if standard else ""}
+            for m, b in (p.memory or {}).items()]
+
+
+# -- the live panel of a run ---------------------------------------------------------------------
+def refresh(lives: Sequence[LiveRun], active: bool) -> None:
+    """Read what is new for each run of the panel; while one is active, a worker that died is
+    marked stale first (``jobs.reconcile``, about 0.1 ms)."""
+    from lab.runs import jobs
+
+    with Store() as store:
+        if active:
+            jobs.reconcile(store)
+        for live in lives:
+            live.refresh(store)
+
+
+def progress_text(run: Run, prog: Progress) -> str:
+    """"running · step 40/132 · ETA 1m05s at 0.05 s/step (...)": the progress bar's text."""
+    eta = ""
+    if prog.eta_s is not None:
+        s = int(round(prog.eta_s))
+        eta = f" · ETA {f'{s // 60}m{s % 60:02d}s' if s >= 60 else f'{s}s'} {prog.basis}"
+    return f"{run.status} · step {prog.step or 0}/{prog.total_steps or '?'}{eta}"
+
+
+def status_note(run: Run) -> tuple[str, str] | None:
+    """What the panel says of the run's status: ("info" | "warning" | "success", text), or None
+    while it runs."""
+    if run.status == "queued":
+        from lab.runs import jobs
+
+        return "info", (f"Queued: it starts when a slot frees up ({jobs.max_concurrent()} run(s) "
+                        "at a time; set LAB_MAX_JOBS to change it). The Runs page shows what is "
+                        "running.")
+    if run.status == "completed":
+        acc = run.final_test_acc
+        return "success", "completed" + (f": test accuracy {100 * acc:.2f}%" if acc is not None
+                                         else "")
+    if run.status in RESUMABLE:
+        return "warning", f"{run.status}: {run.reason or ''} {run.error or ''}".strip()
+    return None
+
+
+def active_ids(lives: Sequence[LiveRun]) -> list[str]:
+    """The panel's runs still queued or running: what its Cancel stops (both of a comparison)."""
+    return [lv.run_id for lv in lives if lv.run is not None and lv.run.active]
+
+
+def compare_labels(lives: Sequence[LiveRun]) -> list[str]:
+    """A comparison's legend: each run's id and memory mode."""
+    return [f"{lv.run_id} {lv.run.config.get('memory')}" if lv.run else lv.run_id
+            for lv in lives]
+
+
+def watch(run_id: str, compare_id: str | None = None) -> tuple[bool, bool]:
+    """(active, waiting): whether a run of the panel is queued or running (the panel then looks
+    again every second) and whether its first point is still to come (4 times a second until it
+    is, so that point shows at once)."""
+    with Store() as store:
+        runs = [store.get_run(r) for r in (run_id, compare_id) if r]
+        first = bool(store.step_metrics(run_id, limit=1))
+    active = any(r is not None and r.active for r in runs)
+    return active, active and not first
