@@ -5,7 +5,14 @@ import time
 import pytest
 
 from lab.runs.store import Store
-from lab.runs.table import CLI_COLUMNS, HOME_COLUMNS, TIME_FORMAT, run_rows, text_rows
+from lab.runs.table import (
+    CLI_COLUMNS,
+    HOME_COLUMNS,
+    RUNS_COLUMNS,
+    TIME_FORMAT,
+    run_rows,
+    text_rows,
+)
 from lab.views.home import run_rows as home_rows
 
 
@@ -33,6 +40,7 @@ def test_one_row_for_every_place(store):
     home = {r["run"]: r for r in home_rows(store.home)}
     assert list(home[rid]) == list(HOME_COLUMNS)
     assert all(home[rid][c] == row[c] for c in HOME_COLUMNS)
+    assert home[rid]["blocks"] == "2-2-2" and "blocks" in RUNS_COLUMNS  # every page's table
     text = {r[0]: r for r in text_rows(store.list_runs())}
     cli = dict(zip(CLI_COLUMNS, text[rid], strict=True))
     assert cli["status"] == "completed" and cli["started"] == row["started"]

@@ -20,12 +20,12 @@ STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "completed": "#16a3
                   "failed": "#dc2626", "interrupted": "#d97706", "cancelled": "#7c3aed",
                   "stale": "#d97706"}
 # what fits the Home page at 1400 px (the Runs page shows every column, reasons included)
-HOME_COLUMNS = ("run", "status", "name", "model", "dataset", "memory", "epochs",
-                "final test acc %", "started", "duration s")
-# the Runs page: what fits at 1400 px beside the sidebar (measured in Chromium: 9 columns fill
-# its 938 px; kind, blocks, batch, best accuracy, times and the reason are in the run's details)
-RUNS_COLUMNS = ("run", "status", "name", "model", "dataset", "memory", "epochs",
+HOME_COLUMNS = ("run", "status", "name", "model", "blocks", "dataset", "memory", "epochs",
                 "final test acc %", "started")
+# the Runs page: what fits at 1400 px beside the sidebar (measured in Chromium: 9 columns fill
+# its 938 px; kind, batch, best accuracy, times and the reason are in the run's details)
+RUNS_COLUMNS = ("run", "status", "name", "model", "blocks", "dataset", "memory", "epochs",
+                "final test acc %")
 # `python -m lab runs`: row key -> header
 CLI_COLUMNS = {"run": "ID", "status": "STATUS", "model": "MODEL", "dataset": "DATASET",
                "epochs": "EPOCHS", "best test acc %": "BEST ACC",
