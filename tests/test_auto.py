@@ -291,17 +291,18 @@ def test_drift_warning_and_anchor_switch(tmp_path, monkeypatch, anchor):
 
 def test_cli_takes_auto_and_the_drift_flags():
     from core.memory import MEMORY_MODES
-    from lab.cli import MEMORY_MODES as CLI_MODES
-    from lab.cli import _config_from_args, build_parser
+    from lab.cli import build_parser
+    from lab.cli.train import MEMORY_MODES as CLI_MODES
+    from lab.cli.train import config_from_args
 
     assert CLI_MODES == MEMORY_MODES
     args = build_parser().parse_args(["train", "--memory", "auto", "--memory-limit-mib", "64",
                                       "--drift-every", "10", "--drift-anchor"])
-    config = _config_from_args(args)
+    config = config_from_args(args)
     assert (config["memory"], config["memory_limit_mib"]) == ("auto", 64.0)
     assert (config["drift_every"], config["drift_anchor"]) == (10, True)
     TrainConfig.from_dict(config).validate()
-    plain = _config_from_args(build_parser().parse_args(["train"]))
+    plain = config_from_args(build_parser().parse_args(["train"]))
     assert not {"memory_limit_mib", "drift_every", "drift_anchor"} & set(plain)
     with pytest.raises(ValueError, match="memory_limit_mib=64.0 is the limit of memory='auto'"):
         TrainConfig(memory="standard", memory_limit_mib=64.0).validate()

@@ -103,9 +103,10 @@ def test_resume_across_a_growth_is_exact(tmp_path, stop_at):
 
 
 def test_cli_passes_steps_and_levels():
-    from lab.cli import _config_from_args, build_parser
+    from lab.cli import build_parser
+    from lab.cli.train import config_from_args
 
     args = build_parser().parse_args(["train", "--steps", "300", "--levels", "3"])
-    config = _config_from_args(args)
+    config = config_from_args(args)
     assert config["steps"] == 300 and config["levels"] == 3
     TrainConfig.from_dict(config).validate()

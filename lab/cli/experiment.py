@@ -292,7 +292,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from lab.cli import _train_foreground
+    from lab.cli.train import train_foreground
     from lab.runs import jobs
     from lab.runs.store import Store
 
@@ -303,7 +303,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             print(run_id)
             return 0
         run_id = jobs.start_foreground(config, name=name, store=store)
-        return _train_foreground(store, run_id)
+        return train_foreground(store, run_id)
 
 
 def _cmd_drift(args: argparse.Namespace) -> int:

@@ -1,14 +1,11 @@
-"""The model table behind `python -m lab models`."""
+"""`python -m lab models`: the table of model names, depths and parameters."""
 
 from __future__ import annotations
 
+import argparse
+from typing import Any
 
-def format_table(rows: list[dict], columns: list[str]) -> str:
-    """A plain fixed-width text table."""
-    cells = [[str(r[c]) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
+from lab.cli.runs import text_table
 
 
 def models_table() -> str:
@@ -19,4 +16,16 @@ def models_table() -> str:
         r["params"] = f"{r['params'] / 1e6:.3f}M"
     note = ("\ngeneric names take blocks=, widths=, h= (shown: their defaults); "
             "parameters for 10 classes, 3 input channels")
-    return format_table(rows, ["name", "family", "depth", "blocks", "widths", "params"]) + note
+    columns = ["name", "family", "depth", "blocks", "widths", "params"]
+    return text_table([[str(r[c]) for c in columns] for r in rows], columns, rule=True) + note
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    print(models_table())
+    return 0
+
+
+def add_models_command(sub: Any) -> None:
+    """Register `models` on the `python -m lab` sub-parsers."""
+    p = sub.add_parser("models", help="table of model names, depth and parameters")
+    p.set_defaults(func=_cmd_models)
