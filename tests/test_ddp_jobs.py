@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import wait_for
 from safetensors.torch import load_file
+from test_grid import SCHEMA_V2
 
 from lab.cli import main
 from lab.runs import jobs, process
@@ -215,8 +216,8 @@ def test_the_queue_counts_processes_as_slots(store):
 def test_a_version_1_store_gains_the_nproc_column(tmp_path):
     home = tmp_path / "old"
     home.mkdir()
-    con = sqlite3.connect(home / "lab.db")  # the schema as version 1 made it: no nproc
-    v1 = re.sub(r"final TEXT,.*\n.*nproc INTEGER[^\n]*", "final TEXT", store_module._SCHEMA)
+    con = sqlite3.connect(home / "lab.db")  # the schema as version 1 made it: v2's, no nproc
+    v1 = re.sub(r"final TEXT,.*\n.*nproc INTEGER[^\n]*", "final TEXT", SCHEMA_V2)
     assert "nproc" not in v1
     con.executescript(v1 + "; PRAGMA user_version = 1;")
     con.execute("INSERT INTO runs (id, config, status, created_at) VALUES ('abc', '{}', 'queued',"
@@ -228,5 +229,5 @@ def test_a_version_1_store_gains_the_nproc_column(tmp_path):
         assert st.get_run(run_id).nproc == 1
         assert st.get_run(st.create_run({}, nproc=3)).nproc == 3
     con = sqlite3.connect(home / "lab.db")
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
     con.close()
