@@ -198,7 +198,8 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[str, str]]:
     ok = ok.getvalue()
     from test_images import FOREIGN, png_header
 
-    cases = {name: (write(tmp_path, f"{name}.png", data), "not a PNG, JPEG, WebP, GIF or BMP")
+    refused = "not a PNG, JPEG, WebP, GIF, BMP, TIFF or PPM"  # core.images' one rule
+    cases = {name: (write(tmp_path, f"{name}.png", data), refused)
              for name, data in FOREIGN.items()}
     cases["empty"] = (write(tmp_path, "empty.png", b""), "empty")
     cases["truncated"] = (write(tmp_path, "cut.png", ok[:60]), "damaged or truncated")
