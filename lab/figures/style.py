@@ -88,26 +88,29 @@ def tidy(fig: go.Figure) -> go.Figure:
             trace.mode = mode + "+markers"
         for letter in ("x", "y"):
             ref = getattr(trace, f"{letter}axis", None) or letter  # "x", "x2", ...
+            name = f"{letter}axis{ref[1:]}"
             data = getattr(trace, letter, None)
-            if data is not None:
-                values.setdefault(f"{letter}axis{ref[1:]}", []).extend(_floats(data))
-    for name, vals in values.items():
-        axis = fig.layout[name] if name in fig.layout else None
-        if axis is not None and axis.type == "log":
-            axis.update(log_ticks(vals))
+            # only a log axis needs its values (the live tick redraws linear axes every second)
+            if data is not None and name in fig.layout and fig.layout[name].type == "log":
+                values.setdefault(name, []).append(_floats(data))
+    for name, arrays in values.items():
+        fig.layout[name].update(log_ticks(np.concatenate(arrays)))
     return fig
 
 
-def _floats(data) -> list[float]:
-    out = []
-    for v in np.asarray(data, dtype=object).ravel():
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            continue
-        if np.isfinite(f):
-            out.append(f)
-    return out
+def _floats(data) -> np.ndarray:
+    """The finite numbers in ``data`` (vectorised; element by element only for mixed data)."""
+    try:
+        a = np.asarray(data, dtype=float).ravel()
+    except (TypeError, ValueError):
+        vals = []
+        for v in np.asarray(data, dtype=object).ravel():
+            try:
+                vals.append(float(v))
+            except (TypeError, ValueError):
+                continue
+        a = np.asarray(vals, dtype=float)
+    return a[np.isfinite(a)]
 
 
 def _finite_count(data) -> int:
