@@ -14,7 +14,6 @@ from lab.experiments.results import (
     Results,
     comparison_table,
     compute,
-    fmt_value,
     group_table,
     markdown,
 )
@@ -45,13 +44,19 @@ def write_report(store: Store, results: Results, out: Path, *, command: str,
     base = out / stem(results.experiment.name)
     spec, metric = results.spec, results.metric
     runs = store.list_runs(experiment=results.experiment.id)
+    if seconds is None:  # the runs' own span: the first start to the last end
+        starts = [r.started_at for r in runs if r.started_at]
+        ends = [r.ended_at for r in runs if r.ended_at]
+        seconds = max(ends) - min(starts) if starts and ends else None
     extra = {m: compute(results.experiment, runs, m) for m in ("num_params", "time")
              if m in results.metrics}
     header, rows = group_table(results)
-    header[-1:-1] = [h for h, m in (("params", "num_params"), ("train s", "time")) if m in extra]
+    header[-1:-1] = [h for h, m in (("params", "num_params"), ("train s (mean)", "time"))
+                     if m in extra]
     for i, row in enumerate(rows):
-        add = [fmt_value(m, extra[m].groups[i].summary.mean, 0) if extra[m].groups[i].summary.n
-               else "–" for m in ("num_params", "time") if m in extra]
+        means = {m: extra[m].groups[i].summary.mean for m in extra}
+        add = [("–" if means[m] is None else f"{means[m]:,.0f}" if m == "num_params"
+                else f"{means[m]:.1f}") for m in ("num_params", "time") if m in extra]
         row[-1:-1] = add
     line_axis = next((a for a in LINE_AXES if a in spec.axes), None)
     c_header, c_rows = comparison_table(results, line_axis)
