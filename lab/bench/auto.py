@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 
+import torch
 import torch.nn.functional as F
 
 import core
@@ -50,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", type=int, default=18, help="blocks per stage")
     add_shape_arguments(p, "contender")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's "
+                   "default; on a busy 2-core machine one thread avoids paying a thread pool's "
+                   "synchronisation in every small op)")
 
 
 def _contender(model, name: str, limit_mib: float | None, budget_mib: float):
@@ -137,6 +141,8 @@ def auto_rows(args, device) -> tuple[list[dict], list[dict]]:
 
 def run(args: argparse.Namespace) -> tuple[dict, str]:
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows, checks = auto_rows(args, device)
     info = machine_info(device)
     payload = dict(benchmark="auto", machine=info, args=vars(args), rows=rows, targets=checks)

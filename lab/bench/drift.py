@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--runs", type=int, default=3, help="end-to-end trainings per setting")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's "
+                   "default; on a busy 2-core machine one thread avoids paying a thread pool's "
+                   "synchronisation in every small op)")
 
 
 def _micro(args, device) -> dict:
@@ -76,6 +79,8 @@ def _end_to_end(args, device) -> dict:
 
 def run(args: argparse.Namespace) -> tuple[dict, str]:
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     micro = _micro(args, device)
     print(f"  micro {micro}", flush=True)
     e2e = _end_to_end(args, device)

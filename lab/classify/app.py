@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from core.images import ACCEPTED_EXTENSIONS, MAX_BYTES, ImageError
+from core.images import ACCEPTED_EXTENSIONS, ACCEPTED_NAMES, MAX_BYTES, ImageError
 from lab.classify.examples import write_examples
 from lab.classify.model import ClassifierCache, ClassifierError, RunChoice
 from lab.classify.predict import TOP_K, predict
@@ -181,7 +181,7 @@ class ClassifyApp:
                     with gr.Tab("Upload"):
                         files = gr.File(file_count="multiple", type="filepath",
                                         file_types=list(ACCEPTED_EXTENSIONS),
-                                        label=f"Images (PNG, JPEG, WebP, GIF, BMP; up to "
+                                        label=f"Images ({ACCEPTED_NAMES}; up to "
                                         f"{MAX_BYTES // 2**20} MiB each, {MAX_FILES} at once)")
                         go = gr.Button("Classify", variant="primary")
                     with gr.Tab("Draw a digit", visible=_dataset(runs, best) == "digits") as tab:
